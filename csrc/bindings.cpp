@@ -1,0 +1,36 @@
+// The one file that includes torch/extension.h (pybind11): build information for
+// yilightning.build_info(). Importing the module also runs the static registrations of every
+// op schema and kernel compiled into this library.
+#include <torch/extension.h>
+
+#ifdef YL_WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+namespace {
+
+pybind11::dict build_info() {
+  pybind11::dict d;
+  d["version"] = YL_VERSION;
+  d["torch_version"] = YL_TORCH_VERSION;
+  d["compiler"] = __VERSION__;
+  d["cxx_standard"] = static_cast<long>(__cplusplus);
+#ifdef YL_WITH_CUDA
+  d["with_cuda"] = true;
+  d["cuda_version"] = std::to_string(CUDART_VERSION / 1000) + "." + std::to_string(CUDART_VERSION % 1000 / 10);
+  d["cuda_archs"] = YL_CUDA_ARCH_LIST;
+#else
+  d["with_cuda"] = false;
+  d["cuda_version"] = pybind11::none();
+  d["cuda_archs"] = "";
+#endif
+  d["cutlass_version"] = YL_CUTLASS_VERSION;
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "yilightning compiled kernels (ops are registered under torch.ops.yilightning)";
+  m.def("build_info", &build_info, "How this extension was built.");
+}

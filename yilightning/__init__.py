@@ -1,0 +1,13 @@
+"""yilightning: the Yi-Lightning system (arXiv 2412.01253) with hand-written C++/CUDA kernels.
+
+>>> import torch, yilightning
+>>> y = yilightning.ops.swiglu(torch.randn(8, 64))   # compiled kernel, or the reference
+>>> info = yilightning.build_info()                     # what was compiled, what runs here
+"""
+
+__version__ = "0.1.0"
+
+from yilightning import ops  # noqa: E402  (loads the extension and registers the ops)
+from yilightning.info import build_info  # noqa: E402
+
+__all__ = ["__version__", "build_info", "ops"]

@@ -1,0 +1,32 @@
+"""The package's ops: each runs a compiled CPU/CUDA kernel when there is one for the input's
+device and its pure-PyTorch ``*_reference`` otherwise (see ``yilightning doctor``).
+
+``SPECS`` lists every op family for the self-check (``yilightning quickstart``) and the tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from yilightning.ops import swiglu as _swiglu_mod
+from yilightning.ops.swiglu import swiglu, swiglu_reference
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One op family: the public function, its reference and odd-sized example inputs."""
+
+    name: str
+    fn: Callable[..., torch.Tensor]
+    reference: Callable[..., torch.Tensor]
+    example_inputs: Callable[[torch.device, torch.dtype], tuple[torch.Tensor, ...]]
+
+
+SPECS: dict[str, OpSpec] = {
+    "swiglu": OpSpec("swiglu", swiglu, swiglu_reference, _swiglu_mod.example_inputs),
+}
+
+__all__ = ["OpSpec", "SPECS", "swiglu", "swiglu_reference"]
