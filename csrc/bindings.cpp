@@ -13,7 +13,7 @@ pybind11::dict build_info() {
   pybind11::dict d;
   d["version"] = YL_VERSION;
   d["torch_version"] = YL_TORCH_VERSION;
-  d["compiler"] = __VERSION__;
+  d["compiler"] = "gcc " __VERSION__;
   d["cxx_standard"] = static_cast<long>(__cplusplus);
 #ifdef YL_WITH_CUDA
   d["with_cuda"] = true;

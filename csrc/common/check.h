@@ -29,3 +29,11 @@ inline void check_same_shape(const at::Tensor& a, const char* a_name, const at::
 }
 
 }  // namespace yl
+
+// Dispatches on the three float dtypes the kernels accept (no double: it is refused above and
+// instantiating it would only cost compile time).
+#define YL_DISPATCH_FLOAT(TYPE, NAME, ...)                  \
+  AT_DISPATCH_SWITCH(TYPE, NAME,                            \
+                     AT_DISPATCH_CASE(at::kFloat, __VA_ARGS__)    \
+                     AT_DISPATCH_CASE(at::kBFloat16, __VA_ARGS__) \
+                     AT_DISPATCH_CASE(at::kHalf, __VA_ARGS__))

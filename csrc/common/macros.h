@@ -6,7 +6,9 @@
 #if defined(__CUDACC__)
 #define YL_HD __host__ __device__ __forceinline__
 #else
-#define YL_HD inline
+// always_inline: GCC will not otherwise inline these into the target_clones loops of the CPU
+// kernels (different target attributes), and a call per element blocks vectorisation.
+#define YL_HD inline __attribute__((always_inline))
 #endif
 
 namespace yl {

@@ -86,7 +86,7 @@ at::Tensor swiglu_cuda(const at::Tensor& x_in) {
   if (y.numel() == 0) return y;
   const int64_t rows = y.numel() / I;
   auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "swiglu_cuda", [&] {
+  YL_DISPATCH_FLOAT(x.scalar_type(), "swiglu_cuda", [&] {
     const bool aligned = aligned16({x.const_data_ptr(), y.const_data_ptr()});
     launch_vectorized<scalar_t>(rows, I, aligned, [&](auto vec, unsigned grid) {
       forward_kernel<scalar_t, decltype(vec)::value><<<grid, 256, 0, stream>>>(
@@ -107,7 +107,7 @@ at::Tensor swiglu_backward_cuda(const at::Tensor& grad_in, const at::Tensor& x_i
   if (dx.numel() == 0) return dx;
   const int64_t rows = grad.numel() / I;
   auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "swiglu_bwd_cuda", [&] {
+  YL_DISPATCH_FLOAT(x.scalar_type(), "swiglu_bwd_cuda", [&] {
     const bool aligned = aligned16({grad.const_data_ptr(), x.const_data_ptr(), dx.const_data_ptr()});
     launch_vectorized<scalar_t>(rows, I, aligned, [&](auto vec, unsigned grid) {
       backward_kernel<scalar_t, decltype(vec)::value><<<grid, 256, 0, stream>>>(

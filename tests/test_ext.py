@@ -1,0 +1,69 @@
+"""The extension loader, the fallback path and the build report."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import yilightning
+from yilightning import _ext
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-W", "default", "-c", code],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=120,
+    )
+
+
+@pytest.mark.skipif(_ext.DISABLED, reason="this run forces the fallback with YL_DISABLE_EXT=1")
+def test_extension_is_built_and_loaded():
+    # A broken build must fail the suite, not silently turn every op into its reference.
+    assert _ext.module is not None, _ext.load_error
+    assert _ext.has_kernel("swiglu", "cpu") and _ext.has_kernel("swiglu_backward", "cpu")
+
+
+FALLBACK_CHECK = """
+import torch, yilightning
+from yilightning import _ext
+assert _ext.module is None and _ext.KERNELS == frozenset(), _ext.KERNELS
+x = torch.randn(5, 12, requires_grad=True)
+y = yilightning.ops.swiglu(x)
+y.sum().backward()
+g, u = x.detach().chunk(2, -1)
+torch.testing.assert_close(y, torch.nn.functional.silu(g) * u)
+assert x.grad is not None
+print(yilightning.info.format_build_info(yilightning.build_info()))
+"""
+
+
+def test_disable_env_forces_silent_fallback():
+    r = run_python(FALLBACK_CHECK, YL_DISABLE_EXT="1")
+    assert r.returncode == 0, r.stderr
+    assert "Warning" not in r.stderr
+    assert "disabled by YL_DISABLE_EXT=1" in r.stdout
+    assert "every op runs its pure-PyTorch reference" in r.stdout
+
+
+def test_broken_extension_warns_once_and_falls_back():
+    # sys.modules[name] = None makes `from yilightning import _C` raise ImportError.
+    r = run_python("import sys; sys.modules['yilightning._C'] = None\n" + FALLBACK_CHECK)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("compiled kernels unavailable") == 1, r.stderr
+    assert "pip install --no-build-isolation" in r.stderr
+
+
+def test_build_info_reports_versions_and_ops():
+    info = yilightning.build_info()
+    assert info["yilightning"] == yilightning.__version__
+    assert info["torch"] == torch.__version__
+    assert info["omp_threads"] == torch.get_num_threads()
+    assert info["gpus"] == ([] if not torch.cuda.is_available() else info["gpus"])
+    if info["extension_loaded"]:
+        assert info["built_against_torch"] == torch.__version__
+        assert info["ops"]["swiglu"]["cpu"] is True
+        assert info["ops"]["swiglu"]["cuda"] is info["cuda_kernels_compiled"]
+        if info["cuda_kernels_compiled"]:
+            assert info["cuda_archs"] and info["cuda_version"]
