@@ -55,6 +55,14 @@ def test_broken_extension_warns_once_and_falls_back():
     assert "pip install --no-build-isolation" in r.stderr
 
 
+@pytest.mark.skipif(os.environ.get("YL_CUDA") != "1", reason="CUDA kernels not required (YL_CUDA != 1)")
+def test_cuda_kernels_compiled_when_required():
+    # CI sets YL_CUDA=1: the CUDA kernels must have been compiled (they run on a GPU machine).
+    info = yilightning.build_info()
+    assert info["cuda_kernels_compiled"], info
+    assert info["ops"]["swiglu"]["cuda"]
+
+
 def test_build_info_reports_versions_and_ops():
     info = yilightning.build_info()
     assert info["yilightning"] == yilightning.__version__
