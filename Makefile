@@ -11,12 +11,12 @@ BUILD_INPUTS := $(shell find csrc cmake -type f) CMakeLists.txt setup.py pyproje
 
 setup: $(STAMP)
 
+# nvidia-cutlass with --no-deps: only its C++ headers are used; its Python deps are heavy.
+# --no-build-isolation: compile against the torch installed here (see pyproject.toml).
 $(STAMP): $(BUILD_INPUTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -c constraints.txt torch cmake ninja setuptools wheel
-	# CUTLASS headers only: the wheel's Python dependencies are heavy and unused
 	$(BIN)/pip install -q --no-deps -c constraints.txt nvidia-cutlass
-	# no build isolation: compile against the torch installed above (see pyproject.toml)
 	$(BIN)/pip install -q --no-build-isolation -c constraints.txt -e '.[test]'
 	touch $@
 

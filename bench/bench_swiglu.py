@@ -46,6 +46,8 @@ def test_swiglu(benchmark, impl, case, dtype, mode):
 
     benchmark.group = f"swiglu {mode} {case} {dtype}"
     benchmark(step)
+    if benchmark.stats is None:  # --benchmark-disable: ran once as a smoke test
+        return
     # bytes that must move: read x, write y (+ read grad, read x, write dx in backward)
     elem = x.element_size()
     moved = 3 * rows * inter * elem + (5 * rows * inter * elem if mode == "fwd+bwd" else 0)
