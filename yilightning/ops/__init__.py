@@ -11,7 +11,9 @@ from typing import Callable
 
 import torch
 
+from yilightning.ops import routing as _routing_mod
 from yilightning.ops import swiglu as _swiglu_mod
+from yilightning.ops.routing import load_balance_losses, route, route_reference, update_expert_bias
 from yilightning.ops.swiglu import swiglu, swiglu_reference
 
 
@@ -27,6 +29,11 @@ class OpSpec:
 
 SPECS: dict[str, OpSpec] = {
     "swiglu": OpSpec("swiglu", swiglu, swiglu_reference, _swiglu_mod.example_inputs),
+    "route": OpSpec("route", _routing_mod.check_fn(route), _routing_mod.check_fn(route_reference),
+                    _routing_mod.example_inputs),
 }
 
-__all__ = ["OpSpec", "SPECS", "swiglu", "swiglu_reference"]
+__all__ = [
+    "OpSpec", "SPECS", "load_balance_losses", "route", "route_reference", "swiglu",
+    "swiglu_reference", "update_expert_bias",
+]
