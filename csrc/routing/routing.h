@@ -66,4 +66,13 @@ inline void check_inputs(const at::Tensor& logits, const c10::optional<at::Tenso
   }
 }
 
+// (weights [T,k] fp32, indices [T,k] int64, probs [T,E] fp32), uninitialised, on logits' device.
+inline std::tuple<at::Tensor, at::Tensor, at::Tensor> empty_outputs(const at::Tensor& logits,
+                                                                    int64_t top_k) {
+  const int64_t T = logits.size(0), E = logits.size(1);
+  const auto f32 = logits.options().dtype(at::kFloat);
+  return {at::empty({T, top_k}, f32), at::empty({T, top_k}, logits.options().dtype(at::kLong)),
+          at::empty({T, E}, f32)};
+}
+
 }  // namespace yl::routing

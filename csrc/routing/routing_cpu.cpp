@@ -72,9 +72,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> route_cpu(const at::Tensor& logit
   TORCH_CHECK(logits_in.device().is_cpu(), "route: logits must be a CPU tensor here, got ", logits_in.device());
   const at::Tensor logits = logits_in.contiguous();
   const int64_t T = logits.size(0), E = logits.size(1);
-  auto f32 = logits.options().dtype(at::kFloat);
-  at::Tensor probs = at::empty({T, E}, f32), weights = at::empty({T, top_k}, f32);
-  at::Tensor indices = at::empty({T, top_k}, logits.options().dtype(at::kLong));
+  auto [weights, indices, probs] = empty_outputs(logits, top_k);
   const at::Tensor bias = bias_in.has_value() ? bias_in->contiguous() : at::Tensor();
   const float* bp = bias.defined() ? bias.const_data_ptr<float>() : nullptr;
   YL_DISPATCH_FLOAT(logits.scalar_type(), "route_cpu", [&] {

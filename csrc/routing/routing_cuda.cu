@@ -121,9 +121,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> route_cuda(const at::Tensor& logi
   const c10::cuda::CUDAGuard guard(logits_in.device());
   const at::Tensor logits = logits_in.contiguous();
   const int64_t T = logits.size(0), E = logits.size(1);
-  auto f32 = logits.options().dtype(at::kFloat);
-  at::Tensor probs = at::empty({T, E}, f32), weights = at::empty({T, top_k}, f32);
-  at::Tensor indices = at::empty({T, top_k}, logits.options().dtype(at::kLong));
+  auto [weights, indices, probs] = empty_outputs(logits, top_k);
   if (T == 0) return {weights, indices, probs};
   const at::Tensor bias = bias_in.has_value() ? bias_in->contiguous() : at::Tensor();
   const size_t smem = kWarps * (2 * E + n_groups) * sizeof(float);
