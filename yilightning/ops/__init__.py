@@ -13,6 +13,7 @@ import torch
 
 from yilightning.ops import routing as _routing_mod
 from yilightning.ops import swiglu as _swiglu_mod
+from yilightning.ops.permute import permute, unpermute
 from yilightning.ops.routing import load_balance_losses, route, route_reference, update_expert_bias
 from yilightning.ops.swiglu import swiglu, swiglu_reference
 
@@ -34,6 +35,6 @@ SPECS: dict[str, OpSpec] = {
 }
 
 __all__ = [
-    "OpSpec", "SPECS", "load_balance_losses", "route", "route_reference", "swiglu",
-    "swiglu_reference", "update_expert_bias",
+    "OpSpec", "SPECS", "load_balance_losses", "permute", "route", "route_reference", "swiglu",
+    "swiglu_reference", "unpermute", "update_expert_bias",
 ]
