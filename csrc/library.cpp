@@ -12,4 +12,7 @@ TORCH_LIBRARY(yilightning, m) {
       "route(Tensor logits, int top_k, int score, Tensor? expert_bias, int n_groups, int topk_groups, "
       "bool normalize, float scale) -> (Tensor, Tensor, Tensor)",
       tags);
+  // c[rows of g] = a[rows of g] @ (trans_b ? b[g]^T : b[g]); wgrad: per-group a_g^T @ dc_g.
+  m.def("grouped_gemm(Tensor a, Tensor b, Tensor group_sizes, bool trans_b) -> Tensor", tags);
+  m.def("grouped_gemm_wgrad(Tensor a, Tensor dc, Tensor group_sizes, bool trans_b) -> Tensor", tags);
 }

@@ -7,7 +7,7 @@
 
 __version__ = "0.1.0"
 
-from yilightning import ops  # noqa: E402  (loads the extension and registers the ops)
+from yilightning import layers, ops  # noqa: E402  (loads the extension and registers the ops)
 from yilightning.info import build_info  # noqa: E402
 
-__all__ = ["__version__", "build_info", "ops"]
+__all__ = ["__version__", "build_info", "layers", "ops"]

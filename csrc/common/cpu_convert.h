@@ -3,6 +3,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
@@ -38,9 +39,16 @@ float* out_f32(T* dst, float* buf) {
   if constexpr (std::is_same_v<T, float>) return dst; else return buf;
 }
 
+// Writes fp32 results into dst: a no-op for float (out_f32 handed out dst itself).
 template <typename T>
 void store_f32(const float* src, T* dst, int64_t n) {
   if constexpr (!std::is_same_v<T, float>) from_f32(src, dst, n);
+}
+
+// Copies n values of T into dst as fp32.
+template <typename T>
+void copy_to_f32(const T* src, float* dst, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) std::copy(src, src + n, dst); else to_f32(src, dst, n);
 }
 
 }  // namespace yl::cpu

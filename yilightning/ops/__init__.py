@@ -11,8 +11,10 @@ from typing import Callable
 
 import torch
 
+from yilightning.ops import grouped_gemm as _gg_mod
 from yilightning.ops import routing as _routing_mod
 from yilightning.ops import swiglu as _swiglu_mod
+from yilightning.ops.grouped_gemm import expert_ffn, grouped_gemm, grouped_gemm_reference
 from yilightning.ops.permute import permute, unpermute
 from yilightning.ops.routing import load_balance_losses, route, route_reference, update_expert_bias
 from yilightning.ops.swiglu import swiglu, swiglu_reference
@@ -32,9 +34,11 @@ SPECS: dict[str, OpSpec] = {
     "swiglu": OpSpec("swiglu", swiglu, swiglu_reference, _swiglu_mod.example_inputs),
     "route": OpSpec("route", _routing_mod.check_fn(route), _routing_mod.check_fn(route_reference),
                     _routing_mod.example_inputs),
+    "grouped_gemm": OpSpec("grouped_gemm", _gg_mod.check_fn(grouped_gemm), _gg_mod.check_fn(grouped_gemm_reference),
+                           _gg_mod.example_inputs),
 }
 
 __all__ = [
-    "OpSpec", "SPECS", "load_balance_losses", "permute", "route", "route_reference", "swiglu",
+    "OpSpec", "SPECS", "expert_ffn", "grouped_gemm", "grouped_gemm_reference", "load_balance_losses", "permute", "route", "route_reference", "swiglu",
     "swiglu_reference", "unpermute", "update_expert_bias",
 ]

@@ -17,8 +17,9 @@ def _check_indices(indices: torch.Tensor, num_experts: int, T: int) -> None:
         raise TypeError(f"permute: indices must be int64 (as route returns), got {indices.dtype}")
     if num_experts < 1:
         raise ValueError(f"permute: num_experts must be >= 1, got {num_experts}")
-    # Range check on the CPU only: on a GPU it would cost a host sync on every call.
-    if indices.numel() and not indices.is_cuda and (int(indices.min()) < 0 or int(indices.max()) >= num_experts):
+    # Range check in eager mode on the CPU only: on a GPU it would cost a host sync on every
+    # call, under torch.compile a graph break.
+    if indices.numel() and not indices.is_cuda and not torch.compiler.is_compiling() and (int(indices.min()) < 0 or int(indices.max()) >= num_experts):
         raise ValueError(f"permute: indices must lie in [0, num_experts={num_experts})")
 
 
@@ -34,7 +35,7 @@ class _Permute(torch.autograd.Function):
         # Each token's k copies summed in slot order: deterministic, unlike index_add's atomics.
         (row_map,) = ctx.saved_tensors
         T = row_map.numel() // ctx.k
-        return grad.index_select(0, row_map).view(T, ctx.k, -1).sum(1), None, None, None
+        return grad.index_select(0, row_map).view(T, ctx.k, grad.shape[1]).sum(1), None, None, None
 
 
 def permute(x: torch.Tensor, indices: torch.Tensor, num_experts: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -74,5 +75,5 @@ def unpermute(y_sorted: torch.Tensor, row_map: torch.Tensor, weights: torch.Tens
     if y_sorted.shape[0] != row_map.numel():
         raise ValueError(f"unpermute: y_sorted has {y_sorted.shape[0]} rows, row_map {row_map.numel()}")
     T, k = weights.shape
-    rows = y_sorted.index_select(0, row_map).view(T, k, -1).float()
+    rows = y_sorted.index_select(0, row_map).view(T, k, y_sorted.shape[1]).float()
     return (rows * weights.float().unsqueeze(-1)).sum(1).to(y_sorted.dtype)

@@ -235,8 +235,9 @@ def load_balance_losses(
         raise ValueError(f"load_balance_losses: ep_size must divide E={E}, got {ep_size}")
     if partitions < 1 or (E // ep_size) % partitions:
         raise ValueError(f"load_balance_losses: partitions must divide the {E // ep_size} experts of an EP group, got {partitions}")
-    # Range check on the CPU only: on a GPU it would cost a host sync every training step.
-    if indices.numel() and not indices.is_cuda and (int(indices.min()) < 0 or int(indices.max()) >= E):
+    # Range check in eager mode on the CPU only: on a GPU it would cost a host sync every
+    # training step, under torch.compile a graph break.
+    if indices.numel() and not indices.is_cuda and not torch.compiler.is_compiling() and (int(indices.min()) < 0 or int(indices.max()) >= E):
         raise ValueError(f"load_balance_losses: indices must lie in [0, E={E})")
     st = coef_st * _set_losses(probs, indices, 1).mean()
     ep = coef_ep * _set_losses(probs, indices, ep_size).mean()

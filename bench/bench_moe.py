@@ -1,0 +1,135 @@
+"""The MoE layer side by side with its peers, one table (plain script, not pytest):
+
+    python bench/bench_moe.py                 # fine + coarse, fp32 + bf16, fwd + fwd+bwd
+    python bench/bench_moe.py --quick         # fine fp32 only, fewer repeats
+
+Peers in the same process on the same weights: Hugging Face transformers'
+``Qwen3MoeSparseMoeBlock`` with experts_implementation "eager" (a loop over experts) and
+"grouped_mm", and ``torch._grouped_mm`` as the expert GEMM behind our routing/permutation.
+GFLOP/s counts the expert GEMMs (6*T*k*H*I forward, 3x that forward+backward); "% sgemm" is
+against fp32 ``torch.mm`` measured at the start of the run on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from transformers import Qwen3MoeConfig
+from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeSparseMoeBlock
+
+from yilightning.layers import MoE
+from yilightning.ops import permute, route, swiglu, unpermute
+
+CASES = {
+    "fine": dict(T=2048, H=1024, E=64, k=6, I=256),
+    "coarse": dict(T=2048, H=1024, E=8, k=2, I=1408),
+}
+
+
+def timed(fn, device: str, reps: int) -> float:
+    """Mean seconds per call after one warm-up call (CUDA: events)."""
+    fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(reps):
+            fn()
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end) / 1e3 / reps
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - t0) / reps
+
+
+def sgemm_gflops(device: str) -> float:
+    a, b = torch.randn(2048, 2048, device=device), torch.randn(2048, 2048, device=device)
+    return 2 * 2048**3 / timed(lambda: a @ b, device, 5) / 1e9
+
+
+def hf_block(c: dict, impl: str, dtype: torch.dtype, device: str) -> Qwen3MoeSparseMoeBlock:
+    cfg = Qwen3MoeConfig(hidden_size=c["H"], num_experts=c["E"], num_experts_per_tok=c["k"],
+                         moe_intermediate_size=c["I"], norm_topk_prob=True, hidden_act="silu")
+    cfg._experts_implementation = impl
+    block = Qwen3MoeSparseMoeBlock(cfg)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.normal_(0, 0.02)
+    return block.to(device=device, dtype=dtype)
+
+
+class TorchGroupedMM(torch.nn.Module):
+    """Our routing and permutation with ``torch._grouped_mm`` as the expert GEMM."""
+
+    def __init__(self, moe: MoE) -> None:
+        super().__init__()
+        self.moe = moe
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.moe
+        x2 = x.reshape(-1, m.hidden_size)
+        w, idx, _ = route(m.router(x2), m.top_k)
+        xs, sizes, row_map = permute(x2, idx, m.num_experts)
+        offs = sizes.cumsum(0).to(torch.int32)
+        h = torch._grouped_mm(xs, m.w_gate_up.transpose(1, 2), offs=offs)
+        y = torch._grouped_mm(swiglu(h), m.w_down.transpose(1, 2), offs=offs)
+        return unpermute(y, row_map, w).reshape(x.shape)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fine fp32 only, fewer repeats")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    dev = args.device
+    reps = 2 if args.quick or dev == "cpu" else 20
+    peak = sgemm_gflops(dev)
+    print(f"device: {torch.cuda.get_device_name() if dev == 'cuda' else 'cpu'}, threads {torch.get_num_threads()}, "
+          f"fp32 sgemm {peak:.0f} GFLOP/s\n")
+    print("| case | dtype | pass | implementation | ms | GFLOP/s | % sgemm | vs HF eager |")
+    print("|---|---|---|---|---|---|---|---|")
+    cases = {"fine": CASES["fine"]} if args.quick else CASES
+    dtypes = [torch.float32] if args.quick else [torch.float32, torch.bfloat16]
+    for name, c in cases.items():
+        for dtype in dtypes:
+            eager = hf_block(c, "eager", dtype, dev)
+            ours = MoE.from_hf(eager)
+            impls = {"HF eager": eager, "HF grouped_mm": hf_block(c, "grouped_mm", dtype, dev),
+                     "torch._grouped_mm": TorchGroupedMM(ours), "yilightning": ours}
+            x = torch.randn(c["T"], c["H"], device=dev, dtype=dtype)
+            flops = 6 * c["T"] * c["k"] * c["H"] * c["I"]
+            for mode in ("fwd", "fwd+bwd"):
+                base = None
+                for label, module in impls.items():
+                    def step():
+                        xi = x.detach().requires_grad_(mode == "fwd+bwd")
+                        with torch.set_grad_enabled(mode == "fwd+bwd"):
+                            out = module(xi)
+                            out = out.hidden if label == "yilightning" else out
+                            if mode == "fwd+bwd":
+                                out.float().square().mean().backward()
+                    sec = timed(step, dev, reps)
+                    base = sec if label == "HF eager" else base
+                    gf = flops * (3 if mode == "fwd+bwd" else 1) / sec / 1e9
+                    print(f"| {name} | {str(dtype)[6:]} | {mode} | {label} | {sec * 1e3:.1f} | {gf:.1f} | "
+                          f"{100 * gf / peak:.0f}% | {base / sec:.2f}x |", flush=True)
+            # How much of our layer is routing + permute + unpermute (forward).
+            x2 = x.reshape(-1, c["H"])
+            w, idx, _ = route(ours.router(x2), c["k"])
+            xs, sizes, row_map = permute(x2, idx, c["E"])
+            ys = xs.new_empty(xs.shape)
+            glue = timed(lambda: (route(ours.router(x2), c["k"]), permute(x2, idx, c["E"]),
+                                  unpermute(ys, row_map, w)), dev, reps)
+            with torch.no_grad():
+                layer = timed(lambda: ours(x), dev, reps)
+            print(f"| {name} | {str(dtype)[6:]} | fwd | routing+permute+unpermute share | {glue * 1e3:.1f} | | "
+                  f"{100 * glue / layer:.0f}% of layer | |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

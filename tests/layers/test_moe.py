@@ -1,0 +1,94 @@
+import pytest
+import torch
+from torch import nn
+from transformers import Qwen3MoeConfig
+from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeSparseMoeBlock
+
+from yilightning.layers import MoE
+
+
+def hf_block(H=24, E=8, k=2, inter=12, dtype=torch.float32, seed=0):
+    cfg = Qwen3MoeConfig(hidden_size=H, num_experts=E, num_experts_per_tok=k, moe_intermediate_size=inter,
+                         norm_topk_prob=True, hidden_act="silu")
+    block = Qwen3MoeSparseMoeBlock(cfg)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    return block.to(dtype)
+
+
+@pytest.mark.parametrize("E,k,T", [(8, 2, 13), (16, 4, 1), (4, 4, 9), (1, 1, 5), (32, 6, 0)])
+def test_matches_qwen3_moe_block_outputs_and_gradients(E, k, T):
+    block = hf_block(E=E, k=k)
+    moe = MoE.from_hf(block)
+    x = torch.randn(1, T, 24, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_()
+    out = moe(x)
+    ref = block(x_ref)
+    torch.testing.assert_close(out.hidden, ref, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(ref)
+    out.hidden.backward(g)
+    if T == 0:  # HF's expert loop builds no graph for an empty batch; ours gives zero gradients
+        assert not x.grad.any() and not moe.w_gate_up.grad.any()
+        return
+    ref.backward(g)
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(moe.router.weight.grad, block.gate.weight.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(moe.w_gate_up.grad, block.experts.gate_up_proj.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(moe.w_down.grad, block.experts.down_proj.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_matches_qwen3_moe_block_in_bf16():
+    block = hf_block(E=16, k=4, dtype=torch.bfloat16)
+    moe = MoE.from_hf(block)
+    x = torch.randn(2, 7, 24, dtype=torch.bfloat16)
+    ref32 = MoE.from_hf(hf_block(E=16, k=4))(x.float()).hidden  # the same weights, fp32 math
+    ours, theirs = moe(x).hidden, block(x)
+    assert ours.dtype == torch.bfloat16
+    assert (ours.float() - ref32).abs().max() <= 2 * (theirs.float() - ref32).abs().max() + 1e-3
+
+
+def test_outputs_losses_and_counts():
+    torch.manual_seed(0)
+    moe = MoE(32, 16, 4, 8, num_shared_experts=2, ep_size=4, partitions=2)
+    x = torch.randn(3, 5, 32)
+    out = moe(x)
+    assert out.hidden.shape == x.shape
+    assert out.tokens_per_expert.shape == (16,) and int(out.tokens_per_expert.sum()) == 15 * 4
+    # each loss is coef * (a value near 1 for a random router): positive and of the coefficient's size
+    for loss, coef in ((out.st, 1e-6), (out.ep, 1e-4), (out.pep, 1e-3)):
+        assert 0.2 * coef < loss.item() < 5 * coef
+    out.aux_loss.backward(retain_graph=True)
+    assert moe.router.weight.grad is not None and moe.router.weight.grad.abs().sum() > 0
+    assert moe.shared_gate_up.weight.shape == (2 * 16, 32)
+
+
+def test_recompute_gives_the_same_gradients():
+    torch.manual_seed(0)
+    a, b = MoE(16, 8, 2, 12), MoE(16, 8, 2, 12, recompute=True)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(20, 16)
+    a(x).hidden.square().sum().backward()
+    b(x).hidden.square().sum().backward()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_expert_bias_buffer_and_grouped_sigmoid_routing():
+    moe = MoE(16, 8, 2, 8, score="sigmoid", n_groups=4, topk_groups=2, expert_bias=True, scale=2.0)
+    assert "expert_bias" in dict(moe.named_buffers())
+    moe.expert_bias[7] = 5.0  # every token now picks expert 7
+    out = moe(torch.randn(10, 16))
+    assert out.tokens_per_expert[7].item() == 10
+
+
+def test_bad_configuration_and_input():
+    with pytest.raises(ValueError, match="top_k must be in"):
+        MoE(16, 4, 5, 8)
+    with pytest.raises(ValueError, match="ep_size=3"):
+        MoE(16, 8, 2, 8, ep_size=3)
+    with pytest.raises(ValueError, match="hidden_size=16"):
+        MoE(16, 4, 2, 8)(torch.randn(3, 15))
+    with pytest.raises(TypeError, match="Qwen3MoeSparseMoeBlock"):
+        MoE.from_hf(nn.Linear(3, 3))

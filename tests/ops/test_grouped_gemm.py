@@ -1,0 +1,151 @@
+import pytest
+import torch
+
+from yilightning import _ext
+from yilightning.ops import expert_ffn, grouped_gemm, grouped_gemm_reference, swiglu
+
+needs_ext = pytest.mark.skipif(_ext.module is None, reason=f"extension not loaded: {_ext.load_error}")
+
+# (group sizes, K, N): odd sizes, empty groups, a single group, E=1, all rows in one expert.
+CASES = [
+    ([3, 0, 5, 1], 7, 9),
+    ([0, 0, 0], 16, 8),
+    ([97], 33, 20),
+    ([1], 1, 1),
+    ([0, 300, 0, 2], 64, 48),
+    ([40, 41, 0, 17, 1000 - 98], 32, 16),
+]
+
+
+def operands(sizes, K, N, trans_b, dtype, device, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    M, E = sum(sizes), len(sizes)
+    a = torch.randn(M, K, generator=g).to(device=device, dtype=dtype)
+    b = torch.randn(E, *((N, K) if trans_b else (K, N)), generator=g).to(device=device, dtype=dtype)
+    return a, b, torch.tensor(sizes, dtype=torch.int64, device=device)
+
+
+def yardstick(a, b, gs, trans_b):
+    """Error of PyTorch doing the same products at a's own precision, against fp32."""
+    out, start = [], 0
+    for g, m in enumerate(gs.tolist()):
+        bg = b[g].t() if trans_b else b[g]
+        out.append(a[start:start + m] @ bg)
+        start += m
+    low = torch.cat(out).float()
+    return (low - grouped_gemm_reference(a.float(), b.float(), gs, trans_b=trans_b)).abs().max().item()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("sizes,K,N", CASES)
+def test_forward_matches_reference(device, sizes, K, N, trans_b, dtype):
+    a, b, gs = operands(sizes, K, N, trans_b, dtype, device)
+    out = grouped_gemm(a, b, gs, trans_b=trans_b)
+    ref = grouped_gemm_reference(a.float(), b.float(), gs, trans_b=trans_b)
+    assert out.shape == (sum(sizes), N) and out.dtype == dtype
+    if dtype == torch.float32:
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-4)
+    elif out.numel():
+        err = (out.float() - ref).abs().max().item()
+        assert err <= 2 * yardstick(a, b, gs, trans_b) + 1e-3, err
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("sizes,K,N", CASES[:5])
+def test_gradients_match_reference(device, sizes, K, N, trans_b, dtype):
+    a, b, gs = operands(sizes, K, N, trans_b, dtype, device, seed=1)
+    a.requires_grad_(), b.requires_grad_()
+    a32 = a.detach().float().requires_grad_()
+    b32 = b.detach().float().requires_grad_()
+    grad = torch.randn(sum(sizes), N, device=device)
+    grouped_gemm(a, b, gs, trans_b=trans_b).backward(grad.to(dtype))
+    grouped_gemm_reference(a32, b32, gs, trans_b=trans_b).backward(grad)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=5e-2, atol=0.5)
+    torch.testing.assert_close(a.grad.float(), a32.grad, **tol)
+    torch.testing.assert_close(b.grad.float(), b32.grad, **tol)
+    for g, m in enumerate(sizes):  # an expert without rows gets an exactly zero gradient
+        if m == 0:
+            assert not b.grad[g].any()
+
+
+def test_non_contiguous_operands(device):
+    a, b, gs = operands([5, 0, 6], 12, 10, False, torch.float32, device)
+    a_nc = torch.randn(12, 11, device=device).t()  # [11, 12], not contiguous
+    b_nc = b.transpose(1, 2).contiguous().transpose(1, 2)
+    ref = grouped_gemm_reference(a_nc, b_nc, gs)
+    torch.testing.assert_close(grouped_gemm(a_nc, b_nc, gs), ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "a, b, gs, kw, exc, words",
+    [
+        (torch.randn(5, 4), torch.randn(2, 4, 3), torch.tensor([2, 2]), {}, ValueError, "sum to the rows of a"),
+        (torch.randn(5, 4), torch.randn(2, 4, 3), torch.tensor([6, -1]), {}, ValueError, ">= 0"),
+        (torch.randn(5, 4), torch.randn(2, 5, 3), torch.tensor([2, 3]), {}, ValueError, "check trans_b"),
+        (torch.randn(5, 4), torch.randn(2, 4, 3), torch.tensor([2, 3]), dict(trans_b=True), ValueError, "K=3"),
+        (torch.randn(5, 4), torch.randn(2, 4, 3), torch.tensor([5]), {}, ValueError, r"int64 \[E=2\]"),
+        (torch.randn(5, 4), torch.randn(2, 4, 3), torch.tensor([2, 3], dtype=torch.int32), {}, ValueError, "int64"),
+        (torch.randn(5, 4), torch.randn(2, 4, 3).double(), torch.tensor([2, 3]), {}, TypeError, "share one of"),
+        (torch.randn(5, 4, 1), torch.randn(2, 4, 3), torch.tensor([2, 3]), {}, ValueError, r"\[M, K\]"),
+        (torch.randn(5, 4), torch.randn(4, 3), torch.tensor([2, 3]), {}, ValueError, r"\[E, K, N\]"),
+    ],
+)
+def test_bad_input(a, b, gs, kw, exc, words):
+    with pytest.raises(exc, match=words):
+        grouped_gemm(a, b, gs, **kw)
+
+
+@needs_ext
+def test_kernel_validates_its_own_input():
+    with pytest.raises(RuntimeError, match="must sum to the number of rows"):
+        torch.ops.yilightning.grouped_gemm(torch.randn(5, 4), torch.randn(2, 4, 3), torch.tensor([2, 2]), False)
+    with pytest.raises(RuntimeError, match="is negative"):
+        torch.ops.yilightning.grouped_gemm(torch.randn(5, 4), torch.randn(2, 4, 3), torch.tensor([6, -1]), False)
+    with pytest.raises(RuntimeError, match="group_sizes must be a 1-D int64"):
+        torch.ops.yilightning.grouped_gemm_wgrad(torch.randn(5, 4), torch.randn(5, 3), torch.tensor([2.0, 3.0]), False)
+
+
+@needs_ext
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_opcheck(device, trans_b):
+    a, b, gs = operands([3, 0, 4], 8, 6, trans_b, torch.float32, device)
+    torch.library.opcheck(torch.ops.yilightning.grouped_gemm.default, (a.requires_grad_(), b.requires_grad_(), gs, trans_b))
+    dc = torch.randn(7, 6, device=device)
+    torch.library.opcheck(torch.ops.yilightning.grouped_gemm_wgrad.default, (a.detach(), dc, gs, trans_b))
+
+
+def test_compile_fullgraph(device):
+    torch._dynamo.reset()
+    a, b, gs = operands([3, 0, 4], 8, 6, True, torch.float32, device)
+    a.requires_grad_()
+    fn = torch.compile(lambda a, b, gs: grouped_gemm(a, b, gs, trans_b=True).relu(), fullgraph=True, dynamic=False)
+    out = fn(a, b, gs)
+    out.sum().backward()
+    a_ref = a.detach().clone().requires_grad_()
+    grouped_gemm_reference(a_ref, b, gs, trans_b=True).relu().sum().backward()
+    torch.testing.assert_close(out, grouped_gemm_reference(a.detach(), b, gs, trans_b=True).relu())
+    torch.testing.assert_close(a.grad, a_ref.grad, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("recompute", [False, True])
+def test_expert_ffn_matches_per_expert_loop(device, recompute):
+    torch.manual_seed(0)
+    sizes, H, inter = [4, 0, 7, 2], 16, 12
+    gs = torch.tensor(sizes, device=device)
+    x = torch.randn(sum(sizes), H, device=device, requires_grad=True)
+    w1 = torch.randn(4, 2 * inter, H, device=device, requires_grad=True)
+    w2 = torch.randn(4, H, inter, device=device, requires_grad=True)
+    y = expert_ffn(x, w1, w2, gs, recompute=recompute)
+    ref, start = [], 0
+    for g, m in enumerate(sizes):
+        xs = x[start:start + m]
+        ref.append(swiglu(xs @ w1[g].t()) @ w2[g].t())
+        start += m
+    ref = torch.cat(ref)
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-4)
+    grads = torch.autograd.grad(y.square().sum(), (x, w1, w2))
+    ref_grads = torch.autograd.grad(ref.square().sum(), (x, w1, w2))
+    for got, want in zip(grads, ref_grads):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-3)

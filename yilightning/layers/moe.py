@@ -1,0 +1,141 @@
+"""The fine-grained Mixture-of-Experts FFN of Yi-Lightning.
+
+router -> ``route`` (top-k) -> ``permute`` (group rows by expert) -> ``expert_ffn`` (grouped
+GEMM, SwiGLU, grouped GEMM) -> ``unpermute`` (weighted sum back per token) [+ shared experts],
+with the report's three load-balancing losses (L_ST, L_EP, L_PEP) computed on the way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from yilightning.ops import expert_ffn, load_balance_losses, permute, route, swiglu, unpermute
+
+
+@dataclass
+class MoEOutput:
+    """What ``MoE.forward`` returns."""
+
+    hidden: torch.Tensor  # (..., H) the layer output
+    st: torch.Tensor  # L_ST, all experts, times coef_st
+    ep: torch.Tensor  # L_EP, mean over expert-parallel groups, times coef_ep
+    pep: torch.Tensor  # L_PEP, mean over partitions, times coef_pep
+    tokens_per_expert: torch.Tensor  # (E,) int64, for load logging and expert-bias updates
+
+    @property
+    def aux_loss(self) -> torch.Tensor:
+        """st + ep + pep: add it to the LM loss."""
+        return self.st + self.ep + self.pep
+
+
+class MoE(nn.Module):
+    """Fine-grained MoE with SwiGLU experts.
+
+    Args:
+        hidden_size: H.
+        num_experts: E routed experts.
+        top_k: experts per token.
+        intermediate_size: I of one (fine-grained) expert.
+        num_shared_experts: always-on experts, fused into one SwiGLU MLP of width
+            ``num_shared_experts * intermediate_size``.
+        score, normalize, scale, n_groups, topk_groups: routing options (see ``ops.route``).
+        expert_bias: keep a selection-only bias buffer (aux-loss-free balancing, updated by
+            the trainer with ``ops.update_expert_bias``).
+        ep_size, partitions, coef_st, coef_ep, coef_pep: the load-balancing losses (see
+            ``ops.load_balance_losses``); defaults are the report's coefficients.
+        recompute: recompute the expert activation in backward instead of storing it.
+
+    Weights use the Hugging Face layout: ``w_gate_up [E, 2I, H]`` (gate rows first),
+    ``w_down [E, H, I]``, ``router.weight [E, H]``.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_experts: int,
+        top_k: int,
+        intermediate_size: int,
+        *,
+        num_shared_experts: int = 0,
+        score: str = "softmax",
+        normalize: bool = True,
+        scale: float = 1.0,
+        n_groups: int = 1,
+        topk_groups: int | None = None,
+        expert_bias: bool = False,
+        ep_size: int = 1,
+        partitions: int = 1,
+        coef_st: float = 1e-6,
+        coef_ep: float = 1e-4,
+        coef_pep: float = 1e-3,
+        recompute: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if not 1 <= top_k <= num_experts:
+            raise ValueError(f"MoE: top_k must be in [1, num_experts={num_experts}], got {top_k}")
+        if num_experts % ep_size or (num_experts // ep_size) % partitions:
+            raise ValueError(f"MoE: num_experts={num_experts} must split into ep_size={ep_size} groups of "
+                             f"partitions={partitions} equal partitions")
+        f = dict(device=device, dtype=dtype)
+        self.hidden_size, self.num_experts, self.top_k = hidden_size, num_experts, top_k
+        self.intermediate_size = intermediate_size
+        self.route_kwargs = dict(score=score, normalize=normalize, scale=scale, n_groups=n_groups,
+                                 topk_groups=topk_groups)
+        self.loss_kwargs = dict(ep_size=ep_size, partitions=partitions, coef_st=coef_st, coef_ep=coef_ep,
+                                coef_pep=coef_pep)
+        self.recompute = recompute
+        self.router = nn.Linear(hidden_size, num_experts, bias=False, **f)
+        self.w_gate_up = nn.Parameter(torch.empty(num_experts, 2 * intermediate_size, hidden_size, **f))
+        self.w_down = nn.Parameter(torch.empty(num_experts, hidden_size, intermediate_size, **f))
+        self.register_buffer("expert_bias", torch.zeros(num_experts, device=device) if expert_bias else None)
+        shared = num_shared_experts * intermediate_size
+        self.shared_gate_up = nn.Linear(hidden_size, 2 * shared, bias=False, **f) if shared else None
+        self.shared_down = nn.Linear(shared, hidden_size, bias=False, **f) if shared else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Each expert initialised like an ``nn.Linear`` of its own fan-in."""
+        nn.init.uniform_(self.w_gate_up, -1 / math.sqrt(self.hidden_size), 1 / math.sqrt(self.hidden_size))
+        bound = 1 / math.sqrt(self.intermediate_size)
+        nn.init.uniform_(self.w_down, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> MoEOutput:
+        """``x [..., H]`` -> ``MoEOutput`` with ``hidden [..., H]``."""
+        if x.shape[-1] != self.hidden_size:
+            raise ValueError(f"MoE: x.shape[-1] must be hidden_size={self.hidden_size}, got {x.shape[-1]}")
+        shape = x.shape
+        x2 = x.reshape(-1, self.hidden_size)  # (T, H)
+        logits = self.router(x2)  # (T, E)
+        weights, indices, probs = route(logits, self.top_k, expert_bias=self.expert_bias, **self.route_kwargs)
+        st, ep, pep = load_balance_losses(probs, indices, **self.loss_kwargs)
+        x_sorted, group_sizes, row_map = permute(x2, indices, self.num_experts)  # (T*k, H)
+        y_sorted = expert_ffn(x_sorted, self.w_gate_up, self.w_down, group_sizes, recompute=self.recompute)
+        out = unpermute(y_sorted, row_map, weights)  # (T, H)
+        if self.shared_gate_up is not None:
+            out = out + self.shared_down(swiglu(self.shared_gate_up(x2)))
+        return MoEOutput(out.reshape(shape), st, ep, pep, group_sizes)
+
+    @classmethod
+    def from_hf(cls, block: nn.Module, **kwargs) -> "MoE":
+        """A ``MoE`` with the weights of a Hugging Face ``Qwen3MoeSparseMoeBlock`` (transformers 5
+        layout: fused ``experts.gate_up_proj [E, 2I, H]``, ``experts.down_proj [E, H, I]``,
+        ``gate.weight [E, H]``). Extra keyword arguments go to the constructor."""
+        experts, gate = getattr(block, "experts", None), getattr(block, "gate", None)
+        if experts is None or gate is None or not hasattr(experts, "gate_up_proj"):
+            raise TypeError(f"MoE.from_hf: expected a transformers Qwen3MoeSparseMoeBlock (fused experts), "
+                            f"got {type(block).__name__}")
+        E, two_i, H = experts.gate_up_proj.shape
+        w = experts.gate_up_proj
+        moe = cls(H, E, gate.top_k, two_i // 2, normalize=gate.norm_topk_prob, device=w.device, dtype=w.dtype,
+                  **kwargs)
+        with torch.no_grad():
+            moe.router.weight.copy_(gate.weight)
+            moe.w_gate_up.copy_(experts.gate_up_proj)
+            moe.w_down.copy_(experts.down_proj)
+        return moe

@@ -1,0 +1,161 @@
+"""Grouped GEMM for the MoE experts, and the expert FFN built from it.
+
+Rows of ``a`` come in consecutive groups (``group_sizes[g]`` rows for expert ``g``, zeros
+allowed); group ``g`` is multiplied by its own matrix ``b[g]``. Group sizes stay on the
+device: the CUDA path never copies them to the host.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from yilightning import _ext
+from yilightning.ops.swiglu import swiglu
+
+_FLOATS = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def _check(a: torch.Tensor, b: torch.Tensor, group_sizes: torch.Tensor, trans_b: bool) -> int:
+    """Validates the arguments; returns N."""
+    if a.dim() != 2:
+        raise ValueError(f"grouped_gemm: a must be [M, K], got shape {tuple(a.shape)}")
+    if b.dim() != 3:
+        raise ValueError(f"grouped_gemm: b must be [E, K, N] (or [E, N, K] with trans_b=True), got {tuple(b.shape)}")
+    if a.dtype not in _FLOATS or b.dtype != a.dtype:
+        raise TypeError(f"grouped_gemm: a and b must share one of float32/bfloat16/float16, got {a.dtype} and {b.dtype}")
+    if b.device != a.device or group_sizes.device != a.device:
+        raise ValueError(f"grouped_gemm: a, b and group_sizes must be on one device, got {a.device}, {b.device}, "
+                         f"{group_sizes.device}")
+    K_b, N = (b.shape[2], b.shape[1]) if trans_b else (b.shape[1], b.shape[2])
+    if K_b != a.shape[1]:
+        layout = "[E, N, K]" if trans_b else "[E, K, N]"
+        raise ValueError(f"grouped_gemm: a is [M, K={a.shape[1]}] but b {layout} has K={K_b} "
+                         f"(shape {tuple(b.shape)}); check trans_b")
+    if group_sizes.dtype != torch.int64 or group_sizes.shape != (b.shape[0],):
+        raise ValueError(f"grouped_gemm: group_sizes must be int64 [E={b.shape[0]}], got {group_sizes.dtype} "
+                         f"{tuple(group_sizes.shape)}")
+    # Value checks in eager mode on the CPU only: on a GPU they would cost a host sync (there,
+    # sizes that do not sum to M are clamped by the kernel: no out-of-bounds access, zero rows),
+    # and under torch.compile they would break the graph (the CPU kernel checks them again).
+    if not group_sizes.is_cuda and not torch.compiler.is_compiling():
+        if group_sizes.numel() and int(group_sizes.min()) < 0:
+            raise ValueError("grouped_gemm: group_sizes must be >= 0")
+        if int(group_sizes.sum()) != a.shape[0]:
+            raise ValueError(f"grouped_gemm: group_sizes must sum to the rows of a (M={a.shape[0]}), "
+                             f"got {int(group_sizes.sum())}")
+    return N
+
+
+def grouped_gemm_reference(a: torch.Tensor, b: torch.Tensor, group_sizes: torch.Tensor, *,
+                           trans_b: bool = False) -> torch.Tensor:
+    """Pure-PyTorch grouped GEMM (a loop over groups, fp32 math): the ground truth in tests
+    and the fallback path. Reads the group sizes on the host."""
+    N = _check(a, b, group_sizes, trans_b)
+    out, start = [], 0
+    for g, m in enumerate(group_sizes.tolist()):
+        bg = b[g].float()
+        out.append(a[start:start + m].float() @ (bg.t() if trans_b else bg))
+        start += m
+    return torch.cat(out).to(a.dtype) if out else a.new_empty(0, N)
+
+
+def grouped_gemm(a: torch.Tensor, b: torch.Tensor, group_sizes: torch.Tensor, *,
+                 trans_b: bool = False) -> torch.Tensor:
+    """``c[rows of g] = a[rows of g] @ b[g]`` (``b[g].T`` when ``trans_b``): ``[M, N]``.
+
+    Args:
+        a: ``[M, K]``, rows grouped consecutively by expert (see ``permute``).
+        b: ``[E, K, N]``, or ``[E, N, K]`` with ``trans_b=True`` (the ``nn.Linear`` /
+            Hugging Face layout).
+        group_sizes: int64 ``[E]`` summing to M, on a's device; zeros allowed.
+
+    Differentiable in ``a`` and ``b``: dA is a grouped GEMM with b transposed, dB a K-grouped
+    GEMM (``a_g^T @ dC_g`` per group; experts without rows get a zero gradient).
+
+    >>> a, b = torch.randn(5, 4), torch.randn(2, 4, 3)
+    >>> grouped_gemm(a, b, torch.tensor([2, 3])).shape
+    torch.Size([5, 3])
+    """
+    _check(a, b, group_sizes, trans_b)
+    if _ext.has_kernel("grouped_gemm", a.device.type):
+        return torch.ops.yilightning.grouped_gemm(a, b, group_sizes, trans_b)
+    return grouped_gemm_reference(a, b, group_sizes, trans_b=trans_b)
+
+
+def example_inputs(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """Odd sizes with an empty group for the self-check: 97 rows, K=33, N=20, 5 experts."""
+    return torch.randn(97, 33, device=device, dtype=dtype), torch.randn(5, 33, 20, device=device, dtype=dtype)
+
+
+def check_fn(fn):  # noqa: ANN001, ANN201
+    """``fn`` (grouped_gemm or its reference) with fixed group sizes, for the self-check."""
+
+    def run(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return fn(a, b, torch.tensor([30, 0, 41, 1, 25], device=a.device))
+
+    return run
+
+
+if _ext.module is not None:
+
+    @torch.library.register_fake("yilightning::grouped_gemm")
+    def _grouped_gemm_fake(a, b, group_sizes, trans_b):  # noqa: ANN001
+        return a.new_empty((a.shape[0], b.shape[1] if trans_b else b.shape[2]))
+
+    @torch.library.register_fake("yilightning::grouped_gemm_wgrad")
+    def _grouped_gemm_wgrad_fake(a, dc, group_sizes, trans_b):  # noqa: ANN001
+        E, K, N = group_sizes.shape[0], a.shape[1], dc.shape[1]
+        return a.new_empty((E, N, K) if trans_b else (E, K, N))
+
+    def _setup(ctx, inputs, output) -> None:  # noqa: ANN001
+        a, b, group_sizes, trans_b = inputs
+        ctx.save_for_backward(a, b, group_sizes)
+        ctx.trans_b = trans_b
+
+    def _backward(ctx, dc):  # noqa: ANN001, ANN202
+        a, b, group_sizes = ctx.saved_tensors
+        da = db = None
+        if ctx.needs_input_grad[0]:
+            da = torch.ops.yilightning.grouped_gemm(dc, b, group_sizes, not ctx.trans_b)
+        if ctx.needs_input_grad[1]:
+            db = torch.ops.yilightning.grouped_gemm_wgrad(a, dc, group_sizes, ctx.trans_b)
+        return da, db, None, None
+
+    torch.library.register_autograd("yilightning::grouped_gemm", _backward, setup_context=_setup)
+
+
+class _SwigluDownRecompute(torch.autograd.Function):
+    """``grouped_gemm(swiglu(h), w_down)`` that keeps only ``h``: the activation is recomputed
+    in backward instead of stored (saves T*k*I values per layer)."""
+
+    @staticmethod
+    def forward(ctx, h, w_down, group_sizes):  # noqa: ANN001, ANN205
+        ctx.save_for_backward(h, w_down, group_sizes)
+        return grouped_gemm(swiglu(h), w_down, group_sizes, trans_b=True)
+
+    @staticmethod
+    def backward(ctx, dy):  # noqa: ANN001, ANN205
+        h, w_down, group_sizes = ctx.saved_tensors
+        with torch.enable_grad():
+            h_ = h.detach().requires_grad_()
+            w_ = w_down.detach().requires_grad_()
+            y = grouped_gemm(swiglu(h_), w_, group_sizes, trans_b=True)
+        dh, dw = torch.autograd.grad(y, (h_, w_), dy)
+        return dh, dw, None
+
+
+def expert_ffn(x_sorted: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor,
+               group_sizes: torch.Tensor, *, recompute: bool = False) -> torch.Tensor:
+    """The SwiGLU experts on permuted rows: ``grouped_gemm -> swiglu -> grouped_gemm``.
+
+    Args:
+        x_sorted: ``[T*k, H]`` rows grouped by expert.
+        w_gate_up: ``[E, 2I, H]`` (gate rows first, then up), the Hugging Face layout.
+        w_down: ``[E, H, I]``.
+        group_sizes: int64 ``[E]``.
+        recompute: recompute the activation in backward instead of storing it.
+    """
+    h = grouped_gemm(x_sorted, w_gate_up, group_sizes, trans_b=True)  # (T*k, 2I)
+    if recompute and torch.is_grad_enabled() and (h.requires_grad or w_down.requires_grad):
+        return _SwigluDownRecompute.apply(h, w_down, group_sizes)
+    return grouped_gemm(swiglu(h), w_down, group_sizes, trans_b=True)  # (T*k, H)
