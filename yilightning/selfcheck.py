@@ -70,10 +70,10 @@ def run_self_check() -> list[CheckResult]:
 
 
 def format_results(results: list[CheckResult]) -> str:
-    rows = [f"{'op':<12}{'device':<8}{'dtype':<10}{'path':<11}{'fwd err':>10}{'bwd err':>10}  result"]
+    rows = [f"{'op':<14}{'device':<8}{'dtype':<10}{'path':<11}{'fwd err':>10}{'bwd err':>10}  result"]
     for r in results:
         rows.append(
-            f"{r.op:<12}{r.device:<8}{r.dtype:<10}{r.path:<11}{r.fwd_err:>10.2e}{r.bwd_err:>10.2e}  "
+            f"{r.op:<14}{r.device:<8}{r.dtype:<10}{r.path:<11}{r.fwd_err:>10.2e}{r.bwd_err:>10.2e}  "
             + ("ok" if r.ok else "FAIL")
         )
     return "\n".join(rows)

@@ -62,9 +62,20 @@ def test_gradients_match_reference(device, sizes, K, N, trans_b, dtype):
     grad = torch.randn(sum(sizes), N, device=device)
     grouped_gemm(a, b, gs, trans_b=trans_b).backward(grad.to(dtype))
     grouped_gemm_reference(a32, b32, gs, trans_b=trans_b).backward(grad)
-    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=5e-2, atol=0.5)
-    torch.testing.assert_close(a.grad.float(), a32.grad, **tol)
-    torch.testing.assert_close(b.grad.float(), b32.grad, **tol)
+    if dtype == torch.float32:
+        torch.testing.assert_close(a.grad, a32.grad, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(b.grad, b32.grad, rtol=1e-4, atol=1e-4)
+    else:  # at most 2x the error of PyTorch autograd doing the per-group products in bf16
+        a_l, b_l = a.detach().clone().requires_grad_(), b.detach().clone().requires_grad_()
+        out, start = [], 0
+        for g, m in enumerate(sizes):
+            out.append(a_l[start:start + m] @ (b_l[g].t() if trans_b else b_l[g]))
+            start += m
+        torch.cat(out).backward(grad.to(dtype))
+        for ours, torch_low, ref in ((a.grad, a_l.grad, a32.grad), (b.grad, b_l.grad, b32.grad)):
+            err = (ours.float() - ref).abs().max().item() if ref.numel() else 0.0
+            yard = (torch_low.float() - ref).abs().max().item() if ref.numel() else 0.0
+            assert err <= 2 * yard + 1e-3, (err, yard)
     for g, m in enumerate(sizes):  # an expert without rows gets an exactly zero gradient
         if m == 0:
             assert not b.grad[g].any()
