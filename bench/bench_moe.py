@@ -101,7 +101,7 @@ def main() -> None:
             ours = MoE.from_hf(eager)
             impls = {"HF eager": eager, "HF grouped_mm": hf_block(c, "grouped_mm", dtype, dev),
                      "torch._grouped_mm": TorchGroupedMM(ours), "yilightning": ours}
-            x = torch.randn(c["T"], c["H"], device=dev, dtype=dtype)
+            x = torch.randn(1, c["T"], c["H"], device=dev, dtype=dtype)  # HF blocks want [B, S, H]
             flops = 6 * c["T"] * c["k"] * c["H"] * c["I"]
             for mode in ("fwd", "fwd+bwd"):
                 base = None

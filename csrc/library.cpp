@@ -15,4 +15,10 @@ TORCH_LIBRARY(yilightning, m) {
   // c[rows of g] = a[rows of g] @ (trans_b ? b[g]^T : b[g]); wgrad: per-group a_g^T @ dc_g.
   m.def("grouped_gemm(Tensor a, Tensor b, Tensor group_sizes, bool trans_b) -> Tensor", tags);
   m.def("grouped_gemm_wgrad(Tensor a, Tensor dc, Tensor group_sizes, bool trans_b) -> Tensor", tags);
+  // Returns (x_sorted [T*k, H], group_sizes [E] int64, row_map [T*k] int64).
+  m.def("permute(Tensor x, Tensor indices, int num_experts) -> (Tensor, Tensor, Tensor)", tags);
+  m.def("unpermute(Tensor y_sorted, Tensor row_map, Tensor weights) -> Tensor", tags);
+  // Returns (d y_sorted, d weights).
+  m.def("unpermute_backward(Tensor grad, Tensor y_sorted, Tensor row_map, Tensor weights) -> (Tensor, Tensor)",
+        tags);
 }

@@ -15,7 +15,7 @@ from yilightning.ops import grouped_gemm as _gg_mod
 from yilightning.ops import routing as _routing_mod
 from yilightning.ops import swiglu as _swiglu_mod
 from yilightning.ops.grouped_gemm import expert_ffn, grouped_gemm, grouped_gemm_reference
-from yilightning.ops.permute import permute, unpermute
+from yilightning.ops.permute import permute, permute_reference, unpermute, unpermute_reference
 from yilightning.ops.routing import load_balance_losses, route, route_reference, update_expert_bias
 from yilightning.ops.swiglu import swiglu, swiglu_reference
 
@@ -39,6 +39,6 @@ SPECS: dict[str, OpSpec] = {
 }
 
 __all__ = [
-    "OpSpec", "SPECS", "expert_ffn", "grouped_gemm", "grouped_gemm_reference", "load_balance_losses", "permute", "route", "route_reference", "swiglu",
-    "swiglu_reference", "unpermute", "update_expert_bias",
+    "OpSpec", "SPECS", "expert_ffn", "grouped_gemm", "grouped_gemm_reference", "load_balance_losses", "permute", "permute_reference", "route", "route_reference", "swiglu",
+    "swiglu_reference", "unpermute", "unpermute_reference", "update_expert_bias",
 ]

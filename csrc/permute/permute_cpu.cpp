@@ -1,0 +1,135 @@
+// Token permutation on the CPU: a stable counting sort of the (token, slot) pairs by expert,
+// then row copies and fp32 weighted sums in parallel over tokens.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cstring>
+#include <vector>
+
+#include "common/cpu_convert.h"
+#include "permute/permute.h"
+
+namespace yl::permute {
+namespace {
+
+YL_CPU_CLONES void axpy_f32(float a, const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+YL_CPU_CLONES void scale_f32(float a, const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = a * x[i];
+}
+
+// Dot product in 8 independent partial sums (vectorisable without reassociation flags; the
+// order is fixed, so the result is deterministic).
+YL_CPU_CLONES float dot_f32(const float* x, const float* y, int64_t n) {
+  float part[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) part[l] += x[i + l] * y[i + l];
+  for (; i < n; ++i) part[0] += x[i] * y[i];
+  float s = 0.f;
+  for (float p : part) s += p;
+  return s;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> permute_cpu(const at::Tensor& x_in, const at::Tensor& indices_in,
+                                                           int64_t num_experts) {
+  check_permute(x_in, indices_in, num_experts);
+  TORCH_CHECK(x_in.device().is_cpu(), "permute: x must be a CPU tensor here, got ", x_in.device());
+  const at::Tensor x = x_in.contiguous(), indices = indices_in.contiguous();
+  const int64_t T = x.size(0), H = x.size(1), k = indices.size(1), S = T * k;
+  const int64_t* idx = indices.const_data_ptr<int64_t>();
+  at::Tensor group_sizes = at::zeros({num_experts}, indices.options());
+  at::Tensor row_map = at::empty({S}, indices.options());
+  int64_t* counts = group_sizes.mutable_data_ptr<int64_t>();
+  for (int64_t s = 0; s < S; ++s) {
+    TORCH_CHECK(idx[s] >= 0 && idx[s] < num_experts, "permute: indices must lie in [0, num_experts=",
+                num_experts, "), got ", idx[s], " at token ", s / k);
+    ++counts[idx[s]];
+  }
+  std::vector<int64_t> cursor(num_experts, 0);
+  for (int64_t e = 1; e < num_experts; ++e) cursor[e] = cursor[e - 1] + counts[e - 1];
+  int64_t* rm = row_map.mutable_data_ptr<int64_t>();
+  for (int64_t s = 0; s < S; ++s) rm[s] = cursor[idx[s]]++;  // slot order = stable in token
+  at::Tensor x_sorted = at::empty({S, H}, x.options());
+  const int64_t row_bytes = H * x.element_size();
+  const auto* src = static_cast<const char*>(x.const_data_ptr());
+  auto* dst = static_cast<char*>(x_sorted.mutable_data_ptr());
+  at::parallel_for(0, T, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t)
+      for (int64_t j = 0; j < k; ++j) std::memcpy(dst + rm[t * k + j] * row_bytes, src + t * row_bytes, row_bytes);
+  });
+  return {x_sorted, group_sizes, row_map};
+}
+
+at::Tensor unpermute_cpu(const at::Tensor& y_in, const at::Tensor& row_map_in, const at::Tensor& weights_in) {
+  const auto [T, k, H] = check_unpermute(y_in, row_map_in, weights_in);
+  TORCH_CHECK(y_in.device().is_cpu(), "unpermute: y_sorted must be a CPU tensor here, got ", y_in.device());
+  const at::Tensor y = y_in.contiguous(), row_map = row_map_in.contiguous(), weights = weights_in.contiguous();
+  const int64_t* rm = row_map.const_data_ptr<int64_t>();
+  for (int64_t s = 0; s < T * k; ++s)
+    TORCH_CHECK(rm[s] >= 0 && rm[s] < T * k, "unpermute: row_map values must lie in [0, ", T * k, "), got ", rm[s]);
+  at::Tensor out = at::empty({T, H}, y.options());
+  const float* w = weights.const_data_ptr<float>();
+  YL_DISPATCH_FLOAT(y.scalar_type(), "unpermute_cpu", [&] {
+    const scalar_t* yp = y.const_data_ptr<scalar_t>();
+    scalar_t* op = out.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, T, 16, [&](int64_t begin, int64_t end) {
+      std::vector<float> accbuf(H), row(H);
+      for (int64_t t = begin; t < end; ++t) {
+        float* acc = cpu::out_f32(op + t * H, accbuf.data());  // fp32 output: sum in place
+        std::fill(acc, acc + H, 0.f);
+        for (int64_t j = 0; j < k; ++j)
+          axpy_f32(w[t * k + j], cpu::load_f32(yp + rm[t * k + j] * H, row.data(), H), acc, H);
+        cpu::store_f32(acc, op + t * H, H);
+      }
+    });
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> unpermute_backward_cpu(const at::Tensor& grad_in, const at::Tensor& y_in,
+                                                          const at::Tensor& row_map_in, const at::Tensor& weights_in) {
+  const auto [T, k, H] = check_unpermute(y_in, row_map_in, weights_in);
+  TORCH_CHECK(y_in.device().is_cpu(), "unpermute_backward: y_sorted must be a CPU tensor here, got ", y_in.device());
+  TORCH_CHECK(grad_in.sizes() == at::IntArrayRef({T, H}) && grad_in.scalar_type() == y_in.scalar_type(),
+              "unpermute_backward: grad must be [T, H] of y_sorted's dtype, got ", grad_in.scalar_type(), " ",
+              grad_in.sizes());
+  const at::Tensor y = y_in.contiguous(), grad = grad_in.contiguous(), row_map = row_map_in.contiguous(),
+                   weights = weights_in.contiguous();
+  const int64_t* rm = row_map.const_data_ptr<int64_t>();
+  const float* w = weights.const_data_ptr<float>();
+  at::Tensor dy = at::empty_like(y), dw = at::empty({T, k}, weights.options());
+  float* dwp = dw.mutable_data_ptr<float>();
+  YL_DISPATCH_FLOAT(y.scalar_type(), "unpermute_backward_cpu", [&] {
+    const scalar_t* yp = y.const_data_ptr<scalar_t>();
+    const scalar_t* gp = grad.const_data_ptr<scalar_t>();
+    scalar_t* dyp = dy.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, T, 16, [&](int64_t begin, int64_t end) {
+      std::vector<float> gbuf(H), ybuf(H), obuf(H);
+      for (int64_t t = begin; t < end; ++t) {
+        const float* g = cpu::load_f32(gp + t * H, gbuf.data(), H);
+        for (int64_t j = 0; j < k; ++j) {
+          const int64_t r = rm[t * k + j];
+          dwp[t * k + j] = dot_f32(g, cpu::load_f32(yp + r * H, ybuf.data(), H), H);
+          float* o = cpu::out_f32(dyp + r * H, obuf.data());
+          scale_f32(w[t * k + j], g, o, H);
+          cpu::store_f32(o, dyp + r * H, H);
+        }
+      }
+    });
+  });
+  return {dy, dw};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(yilightning, CPU, m) {
+  m.impl("permute", &permute_cpu);
+  m.impl("unpermute", &unpermute_cpu);
+  m.impl("unpermute_backward", &unpermute_backward_cpu);
+}
+
+}  // namespace yl::permute
