@@ -25,6 +25,11 @@ pybind11::dict build_info() {
   d["cuda_archs"] = "";
 #endif
   d["cutlass_version"] = YL_CUTLASS_VERSION;
+#ifdef YL_HAVE_SM90
+  d["sm90_kernels"] = true;  // Hopper TMA/WGMMA grouped GEMM compiled
+#else
+  d["sm90_kernels"] = false;
+#endif
   return d;
 }
 

@@ -33,6 +33,7 @@ def build_info() -> dict[str, Any]:
         "cuda_version": compiled.get("cuda_version"),
         "cuda_archs": compiled.get("cuda_archs") or None,
         "cutlass_version": compiled.get("cutlass_version") or None,
+        "sm90_kernels": bool(compiled.get("sm90_kernels")),
         "ops": {op: {dev: _ext.has_kernel(op, dev) for dev in ("cpu", "cuda")} for op in _ext.op_names()},
         "omp_threads": torch.get_num_threads(),
         "gpus": gpus,
@@ -53,7 +54,8 @@ def format_build_info(info: dict[str, Any]) -> str:
             f"built against    torch {info['built_against_torch']}, {info['compiler']}",
             f"CUDA kernels     {yes(info['cuda_kernels_compiled'])}"
             + (f" (CUDA {info['cuda_version']}, archs {info['cuda_archs']})" if info["cuda_kernels_compiled"] else ""),
-            f"CUTLASS          {info['cutlass_version'] or 'not found'}",
+            f"CUTLASS          {info['cutlass_version'] or 'not found'}"
+            + (" (Hopper TMA/WGMMA grouped GEMM compiled)" if info["sm90_kernels"] else ""),
         ]
     lines += [
         f"OpenMP threads   {info['omp_threads']}",

@@ -47,4 +47,14 @@ inline Dims check_wgrad(const at::Tensor& a, const at::Tensor& dc, const at::Ten
   return {a.size(0), a.size(1), dc.size(1), group_sizes.size(0)};
 }
 
+#ifdef YL_HAVE_SM90
+}  // namespace yl::grouped_gemm
+#include <cuda_runtime_api.h>
+namespace yl::grouped_gemm {
+// Hopper tensor-core path for bf16/fp16 with K, N multiples of 8 (grouped_gemm_sm90.cu).
+// offs: device row offsets [E + 1]; c: the [M, N] output.
+void forward_sm90(const at::Tensor& a, const at::Tensor& b, at::Tensor& c, const at::Tensor& offs, const Dims& d,
+                  bool trans_b, cudaStream_t stream);
+#endif
+
 }  // namespace yl::grouped_gemm

@@ -3,9 +3,10 @@
 // A setup kernel turns group_sizes into row offsets and per-group tile offsets (clamping sizes
 // that would run past M, so bad sizes cannot cause out-of-bounds access). The launch grid is an
 // upper bound known on the host without a sync, ceil(M / BM) + E row tiles; surplus blocks exit.
-//   * bf16/fp16 with K and N multiples of 8 (16-byte aligned rows): a CUTLASS 2.x grouped
-//     tensor-core GEMM (sm_80 code, also compiled for sm_90a) reading its problem sizes and
-//     pointers from device memory; empty groups are zero-tile problems, never launched work.
+//   * bf16/fp16 with K and N multiples of 8 (16-byte aligned rows), tensor cores:
+//     on Hopper the CUTLASS 3.x TMA/WGMMA pointer-array kernel (grouped_gemm_sm90.cu), elsewhere
+//     a CUTLASS 2.x grouped GEMM (sm_80 code). Both read problem sizes and pointers from device
+//     memory; empty groups are zero-tile problems, never launched work.
 //   * everything else (fp32, odd sizes, the K-grouped weight gradient): our tiled
 //     shared-memory kernel with fp32 accumulation.
 #include <ATen/ATen.h>
@@ -242,6 +243,14 @@ void forward_cutlass(const at::Tensor& a, const at::Tensor& b, at::Tensor& c, co
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
+#ifdef YL_HAVE_SM90
+bool is_hopper(int device) {
+  int major = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  return major == 9;
+}
+#endif
+
 at::Tensor grouped_gemm_cuda(const at::Tensor& a_in, const at::Tensor& b_in, const at::Tensor& group_sizes,
                              bool trans_b) {
   const Dims d = check_forward(a_in, b_in, group_sizes, trans_b);
@@ -258,6 +267,12 @@ at::Tensor grouped_gemm_cuda(const at::Tensor& a_in, const at::Tensor& b_in, con
                             aligned16(a.const_data_ptr()) && aligned16(b.const_data_ptr()) &&
                             aligned16(c.const_data_ptr());
   if (tensor_cores) {
+#ifdef YL_HAVE_SM90
+    if (is_hopper(a.device().index())) {
+      forward_sm90(a, b, c, offs, d, trans_b, stream);
+      return c;
+    }
+#endif
     AT_DISPATCH_SWITCH(a.scalar_type(), "grouped_gemm_cutlass",
       AT_DISPATCH_CASE(at::kBFloat16, [&] {
         if (trans_b) forward_cutlass<scalar_t, true>(a, b, c, offs, d, stream);
