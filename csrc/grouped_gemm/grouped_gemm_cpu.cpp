@@ -78,6 +78,18 @@ at::Tensor grouped_gemm_cpu(const at::Tensor& a_in, const at::Tensor& b_in, cons
   if (d.K == 0) return c.zero_();
   const bool f32 = a.scalar_type() == at::kFloat;
 
+  // fp32 with groups of a reasonable size: one multi-threaded BLAS GEMM per group beats one
+  // single-threaded GEMM per thread (measured: 224 vs 192 GFLOP/s on 2 cores at 192 x 1024 x 512).
+  if (f32 && d.M >= 64 * d.E) {
+    for (int64_t g = 0; g < d.E; ++g) {
+      if (off[g + 1] == off[g]) continue;
+      at::Tensor bg = trans_b ? b[g].t() : b[g];
+      at::Tensor out = c.narrow(0, off[g], off[g + 1] - off[g]);
+      at::mm_out(out, a.narrow(0, off[g], off[g + 1] - off[g]), bg);
+    }
+    return c;
+  }
+
   struct Task { int64_t g, row0, rows; };
   std::vector<Task> tasks;
   for (int64_t g = 0; g < d.E; ++g)
