@@ -11,4 +11,5 @@ time make setup
 .venv/bin/yilightning quickstart            # self-check on CPU and GPU
 .venv/bin/python -m pytest tests -m cuda -q -rs
 .venv/bin/python -m pytest bench --benchmark-only -q --benchmark-columns=mean,stddev,rounds \
-  --benchmark-sort=name
+  --benchmark-sort=name --benchmark-json=gpu_bench.json
+.venv/bin/python bench/bench_moe.py         # the MoE layer side by side with its peers
