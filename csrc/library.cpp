@@ -21,4 +21,16 @@ TORCH_LIBRARY(yilightning, m) {
   // Returns (d y_sorted, d weights).
   m.def("unpermute_backward(Tensor grad, Tensor y_sorted, Tensor row_map, Tensor weights) -> (Tensor, Tensor)",
         tags);
+  // Causal varlen attention (window 0 = none). Returns (out [N, Hq, D], lse [Hq, N] fp32).
+  m.def("attention(Tensor q, Tensor k, Tensor v, Tensor cu_seqlens, int window, float scale) -> (Tensor, Tensor)",
+        tags);
+  m.def(
+      "attention_backward(Tensor grad, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor cu_seqlens, "
+      "int window, float scale) -> (Tensor, Tensor, Tensor)",
+      tags);
+  // One new query per sequence over its KV cache [B, S, Hk, D] (contiguous, or a ring buffer of
+  // `window` slots). cache_seqlens counts the cached tokens, the new one included.
+  m.def("decode_attention(Tensor q, Tensor k_cache, Tensor v_cache, Tensor cache_seqlens, int window, float scale) "
+        "-> Tensor",
+        tags);
 }

@@ -7,10 +7,11 @@
 #include <cstdint>
 #include <type_traits>
 
-// Hot fp32 loops are compiled twice, for x86-64-v3 (AVX2, FMA, F16C) and baseline x86-64, and
-// chosen once at load time from the CPU's features: one binary runs fast everywhere.
+// Hot fp32 loops are compiled three times, for x86-64-v4 (AVX-512), x86-64-v3 (AVX2, FMA, F16C)
+// and baseline x86-64, and chosen once at load time from the CPU's features: one binary runs
+// fast everywhere.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define YL_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define YL_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define YL_CPU_CLONES
 #endif

@@ -8,10 +8,10 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <atomic>
 #include <vector>
 
 #include "common/cpu_convert.h"
+#include "common/cpu_parallel.h"
 #include "grouped_gemm/grouped_gemm.h"
 
 namespace yl::grouped_gemm {
@@ -31,19 +31,6 @@ std::vector<int64_t> offsets_of(const at::Tensor& group_sizes, int64_t M, const 
   TORCH_CHECK(off.back() == M, op, ": group_sizes must sum to the number of rows M=", M, ", got ",
               off.back());
   return off;
-}
-
-// Runs task(i) for i in [0, n) on all threads, each taking the next undone task. The tasks
-// call ATen ops: autograd stays out of them on every worker (dispatch-key state is per thread
-// and OpenMP workers do not inherit the caller's).
-template <typename F>
-void run_dynamic(int64_t n, const F& task) {
-  std::atomic<int64_t> next{0};
-  const int64_t workers = std::min<int64_t>(n, at::get_num_threads());
-  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
-    const at::AutoDispatchBelowADInplaceOrView no_autograd;
-    for (int64_t i = next++; i < n; i = next++) task(i);
-  });
 }
 
 // A tensor's values as contiguous fp32: itself for fp32, else a converted copy.
@@ -96,7 +83,7 @@ at::Tensor grouped_gemm_cpu(const at::Tensor& a_in, const at::Tensor& b_in, cons
     for (int64_t r = off[g]; r < off[g + 1]; r += kRowTile)
       tasks.push_back({g, r, std::min(kRowTile, off[g + 1] - r)});
 
-  run_dynamic(static_cast<int64_t>(tasks.size()), [&](int64_t i) {
+  cpu::run_dynamic(static_cast<int64_t>(tasks.size()), [&](int64_t i) {
     const Task t = tasks[i];
     at::Tensor bg = f32 ? b[t.g] : as_f32(b[t.g]);
     if (trans_b) bg = bg.t();
@@ -120,7 +107,7 @@ at::Tensor grouped_gemm_wgrad_cpu(const at::Tensor& a_in, const at::Tensor& dc_i
   const at::Tensor a = a_in.contiguous(), dc = dc_in.contiguous();
   at::Tensor db = trans_b ? at::empty({d.E, d.N, d.K}, a.options()) : at::empty({d.E, d.K, d.N}, a.options());
   const bool f32 = a.scalar_type() == at::kFloat;
-  run_dynamic(d.E, [&](int64_t g) {
+  cpu::run_dynamic(d.E, [&](int64_t g) {
     at::Tensor out = db[g];
     const int64_t rows = off[g + 1] - off[g];
     if (rows == 0) {  // an expert that got no token has a zero gradient

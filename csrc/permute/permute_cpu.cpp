@@ -8,31 +8,11 @@
 #include <vector>
 
 #include "common/cpu_convert.h"
+#include "common/cpu_math.h"
 #include "permute/permute.h"
 
 namespace yl::permute {
 namespace {
-
-YL_CPU_CLONES void axpy_f32(float a, const float* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
-}
-
-YL_CPU_CLONES void scale_f32(float a, const float* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = a * x[i];
-}
-
-// Dot product in 8 independent partial sums (vectorisable without reassociation flags; the
-// order is fixed, so the result is deterministic).
-YL_CPU_CLONES float dot_f32(const float* x, const float* y, int64_t n) {
-  float part[8] = {};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int l = 0; l < 8; ++l) part[l] += x[i + l] * y[i + l];
-  for (; i < n; ++i) part[0] += x[i] * y[i];
-  float s = 0.f;
-  for (float p : part) s += p;
-  return s;
-}
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> permute_cpu(const at::Tensor& x_in, const at::Tensor& indices_in,
                                                            int64_t num_experts) {
@@ -82,7 +62,7 @@ at::Tensor unpermute_cpu(const at::Tensor& y_in, const at::Tensor& row_map_in, c
         float* acc = cpu::out_f32(op + t * H, accbuf.data());  // fp32 output: sum in place
         std::fill(acc, acc + H, 0.f);
         for (int64_t j = 0; j < k; ++j)
-          axpy_f32(w[t * k + j], cpu::load_f32(yp + rm[t * k + j] * H, row.data(), H), acc, H);
+          cpu::axpy_f32(w[t * k + j], cpu::load_f32(yp + rm[t * k + j] * H, row.data(), H), acc, H);
         cpu::store_f32(acc, op + t * H, H);
       }
     });
@@ -113,9 +93,9 @@ std::tuple<at::Tensor, at::Tensor> unpermute_backward_cpu(const at::Tensor& grad
         const float* g = cpu::load_f32(gp + t * H, gbuf.data(), H);
         for (int64_t j = 0; j < k; ++j) {
           const int64_t r = rm[t * k + j];
-          dwp[t * k + j] = dot_f32(g, cpu::load_f32(yp + r * H, ybuf.data(), H), H);
+          dwp[t * k + j] = cpu::dot_f32(g, cpu::load_f32(yp + r * H, ybuf.data(), H), H);
           float* o = cpu::out_f32(dyp + r * H, obuf.data());
-          scale_f32(w[t * k + j], g, o, H);
+          cpu::scaled_copy_f32(g, o, H, w[t * k + j]);
           cpu::store_f32(o, dyp + r * H, H);
         }
       }

@@ -6,18 +6,17 @@
 #include <vector>
 
 #include "common/cpu_convert.h"
+#include "common/cpu_math.h"
 #include "routing/routing.h"
 
 namespace yl::routing {
 namespace {
 
-// Vectorised score loops (see cpu_convert.h for the clones).
-YL_CPU_CLONES void softmax_row(const float* logits, float* probs, int64_t E) {
-  float mx = -INFINITY, sum = 0.f;
-  for (int64_t e = 0; e < E; ++e) mx = std::max(mx, logits[e]);
-  for (int64_t e = 0; e < E; ++e) sum += (probs[e] = exp_f32(logits[e] - mx));
-  const float inv = 1.f / sum;
-  for (int64_t e = 0; e < E; ++e) probs[e] *= inv;
+// Score loops (the sigmoid one vectorised in place; see cpu_convert.h for the clones).
+void softmax_row(const float* logits, float* probs, int64_t E) {
+  std::copy(logits, logits + E, probs);
+  const float sum = cpu::exp_sub_sum(probs, E, cpu::max_f32(logits, E));
+  cpu::scale_f32(probs, E, 1.f / sum);
 }
 
 YL_CPU_CLONES void sigmoid_row(const float* logits, float* probs, int64_t E) {

@@ -11,9 +11,11 @@ from typing import Callable
 
 import torch
 
+from yilightning.ops import attention as _attention_mod
 from yilightning.ops import grouped_gemm as _gg_mod
 from yilightning.ops import routing as _routing_mod
 from yilightning.ops import swiglu as _swiglu_mod
+from yilightning.ops.attention import attention, attention_reference
 from yilightning.ops.grouped_gemm import expert_ffn, grouped_gemm, grouped_gemm_reference
 from yilightning.ops.permute import permute, permute_reference, unpermute, unpermute_reference
 from yilightning.ops.routing import load_balance_losses, route, route_reference, update_expert_bias
@@ -39,6 +41,6 @@ SPECS: dict[str, OpSpec] = {
 }
 
 __all__ = [
-    "OpSpec", "SPECS", "expert_ffn", "grouped_gemm", "grouped_gemm_reference", "load_balance_losses", "permute", "permute_reference", "route", "route_reference", "swiglu",
+    "OpSpec", "SPECS", "attention", "attention_reference", "expert_ffn", "grouped_gemm", "grouped_gemm_reference", "load_balance_losses", "permute", "permute_reference", "route", "route_reference", "swiglu",
     "swiglu_reference", "unpermute", "unpermute_reference", "update_expert_bias",
 ]

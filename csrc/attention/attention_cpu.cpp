@@ -1,0 +1,260 @@
+// Attention on the CPU: the tiled online-softmax (flash-attention) algorithm. Work is split into
+// (sequence, head, block) tasks taken dynamically by the threads; each task multiplies blocks
+// with single-threaded fp32 BLAS calls (cpu::gemm_f32) and keeps the softmax state of its query
+// rows, so memory is O(N) and never an N x N matrix, and a sliding-window layer only visits the
+// key blocks inside the window: work O(N * W).
+// Backward recomputes the probabilities from the saved log-sum-exp: pass 1 owns (kv head, key
+// block) and accumulates dK, dV over all query heads of its group; pass 2 owns (head, query
+// block) and accumulates dQ. Every output row has one writer: deterministic, no atomics.
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <vector>
+
+#include "attention/attention.h"
+#include "common/cpu_blas.h"
+#include "common/cpu_convert.h"
+#include "common/cpu_math.h"
+#include "common/cpu_parallel.h"
+
+namespace yl::attention {
+namespace {
+
+constexpr int64_t BQ = 128, BK = 256;
+
+struct Task {
+  int64_t s0, s1, h, r0;  // sequence [s0, s1), head, first row of the block
+};
+
+// Blocks of `block` rows over every sequence, for heads [0, heads).
+std::vector<Task> make_tasks(const std::vector<int64_t>& cu, int64_t heads, int64_t block) {
+  std::vector<Task> tasks;
+  for (size_t b = 0; b + 1 < cu.size(); ++b)
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t r = cu[b]; r < cu[b + 1]; r += block) tasks.push_back({cu[b], cu[b + 1], h, r});
+  // Longest first (causal blocks late in long sequences) so the dynamic schedule ends evenly.
+  std::stable_sort(tasks.begin(), tasks.end(), [](const Task& a, const Task& b) {
+    return (a.r0 - a.s0) > (b.r0 - b.s0);
+  });
+  return tasks;
+}
+
+// ds <- p * (dp - delta)
+YL_CPU_CLONES void softmax_grad(const float* p, float* dp, int64_t n, float delta) {
+  for (int64_t i = 0; i < n; ++i) dp[i] = p[i] * (dp[i] - delta);
+}
+
+// Scores of a (query block, key block) with everything outside [first_key(i), i] zeroed after
+// exp(s - lse_i): the probabilities of backward. S has leading dimension BK.
+void probabilities(float* S, int64_t rows, int64_t cols, int64_t i0, int64_t j0, int64_t s0, int64_t window,
+                   const float* lse_rows) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t i = i0 + r;
+    const int64_t c_lo = std::max<int64_t>(0, first_key(i, s0, window) - j0);
+    const int64_t c_hi = std::min<int64_t>(cols, i - j0 + 1);  // exclusive
+    float* s = S + r * BK;
+    if (c_hi <= c_lo) {
+      std::fill(s, s + cols, 0.f);
+      continue;
+    }
+    std::fill(s, s + c_lo, 0.f);
+    cpu::exp_sub_sum(s + c_lo, c_hi - c_lo, lse_rows[r]);
+    std::fill(s + c_hi, s + cols, 0.f);
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor> attention_fwd_cpu(const at::Tensor& q_in, const at::Tensor& k_in,
+                                                     const at::Tensor& v_in, const at::Tensor& cu_in, int64_t window,
+                                                     double scale_d) {
+  const Dims d = check_inputs(q_in, k_in, v_in, cu_in, window);
+  TORCH_CHECK(q_in.device().is_cpu(), "attention: q must be a CPU tensor here, got ", q_in.device());
+  const auto cu = host_offsets(cu_in, d.N);
+  const at::Tensor q = q_in.to(at::kFloat).contiguous(), k = k_in.to(at::kFloat).contiguous(),
+                   v = v_in.to(at::kFloat).contiguous();
+  at::Tensor out = at::empty({d.N, d.Hq, d.D}, q.options());
+  at::Tensor lse = at::empty({d.Hq, d.N}, q.options());
+  const float scale = static_cast<float>(scale_d);
+  const int64_t G = d.Hq / d.Hk, D = d.D, ldq = d.Hq * D, ldk = d.Hk * D;
+  const float *qp = q.const_data_ptr<float>(), *kp = k.const_data_ptr<float>(), *vp = v.const_data_ptr<float>();
+  float *op = out.mutable_data_ptr<float>(), *lp = lse.mutable_data_ptr<float>();
+  const auto tasks = make_tasks(cu, d.Hq, BQ);
+  cpu::run_dynamic(static_cast<int64_t>(tasks.size()), [&](int64_t t) {
+    const Task task = tasks[t];
+    const int64_t h = task.h, hk = h / G, i0 = task.r0, i1 = std::min(i0 + BQ, task.s1), rows = i1 - i0;
+    std::vector<float> S(BQ * BK), O(BQ * D, 0.f), m(BQ, -INFINITY), l(BQ, 0.f);
+    const float* Q = qp + (i0 * d.Hq + h) * D;
+    for (int64_t j0 = first_key(i0, task.s0, window); j0 < i1; j0 += BK) {
+      const int64_t cols = std::min(BK, i1 - j0);
+      cpu::gemm_f32(false, true, rows, cols, D, scale, Q, ldq, kp + (j0 * d.Hk + hk) * D, ldk, 0.f, S.data(), BK);
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t i = i0 + r;
+        const int64_t c_lo = std::max<int64_t>(0, first_key(i, task.s0, window) - j0);
+        const int64_t c_hi = std::min<int64_t>(cols, i - j0 + 1);
+        float* s = S.data() + r * BK;
+        if (c_hi <= c_lo) {  // no visible key of this block for this row
+          std::fill(s, s + cols, 0.f);
+          continue;
+        }
+        const float m_new = std::max(m[r], cpu::max_f32(s + c_lo, c_hi - c_lo));
+        const float alpha = m[r] == -INFINITY ? 0.f : exp_f32(m[r] - m_new);
+        std::fill(s, s + c_lo, 0.f);
+        const float sum = cpu::exp_sub_sum(s + c_lo, c_hi - c_lo, m_new);
+        std::fill(s + c_hi, s + cols, 0.f);
+        l[r] = l[r] * alpha + sum;
+        m[r] = m_new;
+        if (alpha != 1.f) cpu::scale_f32(O.data() + r * D, D, alpha);
+      }
+      cpu::gemm_f32(false, false, rows, D, cols, 1.f, S.data(), BK, vp + (j0 * d.Hk + hk) * D, ldk, 1.f, O.data(),
+                    D);
+    }
+    for (int64_t r = 0; r < rows; ++r) {  // every query sees itself: l > 0
+      const int64_t i = i0 + r;
+      float* dst = op + (i * d.Hq + h) * D;
+      const float inv = 1.f / l[r];
+      for (int64_t c = 0; c < D; ++c) dst[c] = O[r * D + c] * inv;
+      lp[h * d.N + i] = m[r] + std::log(l[r]);
+    }
+  });
+  return {out.to(q_in.scalar_type()), lse};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd_cpu(const at::Tensor& dout_in, const at::Tensor& q_in,
+                                                                 const at::Tensor& k_in, const at::Tensor& v_in,
+                                                                 const at::Tensor& out_in, const at::Tensor& lse_in,
+                                                                 const at::Tensor& cu_in, int64_t window,
+                                                                 double scale_d) {
+  const Dims d = check_inputs(q_in, k_in, v_in, cu_in, window);
+  TORCH_CHECK(q_in.device().is_cpu(), "attention_backward: q must be a CPU tensor here, got ", q_in.device());
+  TORCH_CHECK(dout_in.sizes() == q_in.sizes() && out_in.sizes() == q_in.sizes(),
+              "attention_backward: grad and out must have q's shape ", q_in.sizes());
+  TORCH_CHECK(lse_in.scalar_type() == at::kFloat && lse_in.sizes() == at::IntArrayRef({d.Hq, d.N}),
+              "attention_backward: lse must be float32 [Hq, N]");
+  const auto cu = host_offsets(cu_in, d.N);
+  const at::Tensor q = q_in.to(at::kFloat).contiguous(), k = k_in.to(at::kFloat).contiguous(),
+                   v = v_in.to(at::kFloat).contiguous(), dout = dout_in.to(at::kFloat).contiguous(),
+                   lse = lse_in.contiguous();
+  // delta_i = <dO_i, O_i> per (head, row): the softmax-backward correction.
+  const at::Tensor delta = (dout * out_in.to(at::kFloat)).sum(-1).t().contiguous();  // (Hq, N)
+  at::Tensor dq = at::empty_like(q), dk = at::empty_like(k), dv = at::empty_like(v);
+  const float scale = static_cast<float>(scale_d);
+  const int64_t G = d.Hq / d.Hk, D = d.D, ldq = d.Hq * D, ldk = d.Hk * D, N = d.N;
+  const float *qp = q.const_data_ptr<float>(), *kp = k.const_data_ptr<float>(), *vp = v.const_data_ptr<float>(),
+              *dop = dout.const_data_ptr<float>(), *lp = lse.const_data_ptr<float>(),
+              *dp = delta.const_data_ptr<float>();
+  float *dqp = dq.mutable_data_ptr<float>(), *dkp = dk.mutable_data_ptr<float>(), *dvp = dv.mutable_data_ptr<float>();
+
+  // Pass 1: dK, dV for (kv head, key block), over the G query heads and the query rows that see it.
+  const auto ktasks = make_tasks(cu, d.Hk, BK);
+  cpu::run_dynamic(static_cast<int64_t>(ktasks.size()), [&](int64_t t) {
+    const Task task = ktasks[t];
+    const int64_t hk = task.h, j0 = task.r0, j1 = std::min(j0 + BK, task.s1), cols = j1 - j0;
+    const int64_t i_end = window > 0 ? std::min(task.s1, j1 - 1 + window) : task.s1;
+    std::vector<float> P(BQ * BK), dP(BQ * BK), dK(BK * D, 0.f), dV(BK * D, 0.f);
+    const float *K = kp + (j0 * d.Hk + hk) * D, *V = vp + (j0 * d.Hk + hk) * D;
+    for (int64_t h = hk * G; h < (hk + 1) * G; ++h) {
+      for (int64_t i0 = j0; i0 < i_end; i0 += BQ) {
+        const int64_t rows = std::min(BQ, i_end - i0);
+        const float *Q = qp + (i0 * d.Hq + h) * D, *dO = dop + (i0 * d.Hq + h) * D;
+        cpu::gemm_f32(false, true, rows, cols, D, scale, Q, ldq, K, ldk, 0.f, P.data(), BK);
+        probabilities(P.data(), rows, cols, i0, j0, task.s0, window, lp + h * N + i0);
+        cpu::gemm_f32(true, false, cols, D, rows, 1.f, P.data(), BK, dO, ldq, 1.f, dV.data(), D);
+        cpu::gemm_f32(false, true, rows, cols, D, 1.f, dO, ldq, V, ldk, 0.f, dP.data(), BK);
+        for (int64_t r = 0; r < rows; ++r) softmax_grad(P.data() + r * BK, dP.data() + r * BK, cols, dp[h * N + i0 + r]);
+        cpu::gemm_f32(true, false, cols, D, rows, scale, dP.data(), BK, Q, ldq, 1.f, dK.data(), D);
+      }
+    }
+    for (int64_t c = 0; c < cols; ++c) {
+      std::copy(dK.data() + c * D, dK.data() + (c + 1) * D, dkp + ((j0 + c) * d.Hk + hk) * D);
+      std::copy(dV.data() + c * D, dV.data() + (c + 1) * D, dvp + ((j0 + c) * d.Hk + hk) * D);
+    }
+  });
+
+  // Pass 2: dQ for (head, query block), over the key blocks it sees.
+  const auto qtasks = make_tasks(cu, d.Hq, BQ);
+  cpu::run_dynamic(static_cast<int64_t>(qtasks.size()), [&](int64_t t) {
+    const Task task = qtasks[t];
+    const int64_t h = task.h, hk = h / G, i0 = task.r0, i1 = std::min(i0 + BQ, task.s1), rows = i1 - i0;
+    std::vector<float> P(BQ * BK), dP(BQ * BK), dQ(BQ * D, 0.f);
+    const float *Q = qp + (i0 * d.Hq + h) * D, *dO = dop + (i0 * d.Hq + h) * D;
+    for (int64_t j0 = first_key(i0, task.s0, window); j0 < i1; j0 += BK) {
+      const int64_t cols = std::min(BK, i1 - j0);
+      const float *K = kp + (j0 * d.Hk + hk) * D, *V = vp + (j0 * d.Hk + hk) * D;
+      cpu::gemm_f32(false, true, rows, cols, D, scale, Q, ldq, K, ldk, 0.f, P.data(), BK);
+      probabilities(P.data(), rows, cols, i0, j0, task.s0, window, lp + h * N + i0);
+      cpu::gemm_f32(false, true, rows, cols, D, 1.f, dO, ldq, V, ldk, 0.f, dP.data(), BK);
+      for (int64_t r = 0; r < rows; ++r) softmax_grad(P.data() + r * BK, dP.data() + r * BK, cols, dp[h * N + i0 + r]);
+      cpu::gemm_f32(false, false, rows, D, cols, scale, dP.data(), BK, K, ldk, 1.f, dQ.data(), D);
+    }
+    for (int64_t r = 0; r < rows; ++r)
+      std::copy(dQ.data() + r * D, dQ.data() + (r + 1) * D, dqp + ((i0 + r) * d.Hq + h) * D);
+  });
+  const auto dtype = q_in.scalar_type();
+  return {dq.to(dtype), dk.to(dtype), dv.to(dtype)};
+}
+
+constexpr int64_t kSplit = 2048;  // keys per decode task (flash-decoding split)
+
+// Decode: (batch, kv head, cache split) tasks; the G query heads of a kv head share its keys
+// (one [G, D] x [D, n] product per split). Splits are merged with their log-sum-exp.
+at::Tensor decode_cpu(const at::Tensor& q_in, const at::Tensor& kc_in, const at::Tensor& vc_in,
+                      const at::Tensor& lens_in, int64_t window, double scale_d) {
+  check_decode(q_in, kc_in, vc_in, lens_in, window);
+  TORCH_CHECK(q_in.device().is_cpu(), "decode_attention: q must be a CPU tensor here, got ", q_in.device());
+  const int64_t B = q_in.size(0), Hq = q_in.size(1), D = q_in.size(2), S = kc_in.size(1), Hk = kc_in.size(2);
+  const int64_t G = Hq / Hk, nsplit = std::max<int64_t>(1, (S + kSplit - 1) / kSplit);
+  const at::Tensor lens = lens_in.to(at::kLong).contiguous();
+  const int64_t* lp = lens.const_data_ptr<int64_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    TORCH_CHECK(lp[b] >= 1, "decode_attention: cache_seqlens[", b, "] must be >= 1 (the new token is in the "
+                "cache), got ", lp[b]);
+    TORCH_CHECK(lp[b] <= S || (window > 0 && window == S), "decode_attention: cache_seqlens[", b, "]=", lp[b],
+                " exceeds the cache's ", S, " slots (only a ring buffer of exactly `window` slots may wrap)");
+  }
+  const at::Tensor q = q_in.to(at::kFloat).contiguous(), kc = kc_in.to(at::kFloat).contiguous(),
+                   vc = vc_in.to(at::kFloat).contiguous();
+  // Per split: unnormalised output, running max, sum.
+  at::Tensor part_o = at::empty({B, Hq, nsplit, D}, q.options());
+  at::Tensor part_m = at::full({B, Hq, nsplit}, -INFINITY, q.options()), part_l = at::zeros({B, Hq, nsplit}, q.options());
+  const float scale = static_cast<float>(scale_d);
+  const float *qp = q.const_data_ptr<float>(), *kp = kc.const_data_ptr<float>(), *vp = vc.const_data_ptr<float>();
+  float *pop = part_o.mutable_data_ptr<float>(), *pmp = part_m.mutable_data_ptr<float>(),
+        *plp = part_l.mutable_data_ptr<float>();
+  cpu::run_dynamic(B * Hk * nsplit, [&](int64_t t) {
+    const int64_t b = t / (Hk * nsplit), hk = t / nsplit % Hk, sp = t % nsplit;
+    int64_t lo, hi;
+    visible_slots(lp[b], S, window, lo, hi);
+    const int64_t j0 = std::max(lo, sp * kSplit), j1 = std::min(hi, (sp + 1) * kSplit);
+    float* O = pop + ((b * Hq + hk * G) * nsplit + sp) * D;  // row stride nsplit * D across heads
+    if (j1 <= j0) {
+      for (int64_t g = 0; g < G; ++g) std::fill(O + g * nsplit * D, O + g * nsplit * D + D, 0.f);
+      return;
+    }
+    const int64_t n = j1 - j0, ld = Hk * D;
+    std::vector<float> P(G * n);
+    const float* K = kp + ((b * S + j0) * Hk + hk) * D;
+    const float* V = vp + ((b * S + j0) * Hk + hk) * D;
+    cpu::gemm_f32(false, true, G, n, D, scale, qp + (b * Hq + hk * G) * D, D, K, ld, 0.f, P.data(), n);
+    for (int64_t g = 0; g < G; ++g) {
+      const int64_t idx = (b * Hq + hk * G + g) * nsplit + sp;
+      pmp[idx] = cpu::max_f32(P.data() + g * n, n);
+      plp[idx] = cpu::exp_sub_sum(P.data() + g * n, n, pmp[idx]);
+    }
+    cpu::gemm_f32(false, false, G, D, n, 1.f, P.data(), n, V, ld, 0.f, O, nsplit * D);
+  });
+  // Merge the splits: out = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s.
+  const at::Tensor M = std::get<0>(part_m.max(-1, /*keepdim=*/true));
+  const at::Tensor w = (part_m - M).exp();  // 0 for empty splits (m = -inf)
+  const at::Tensor out = (part_o * w.unsqueeze(-1)).sum(2) / (part_l * w).sum(-1, /*keepdim=*/true);  // (B, Hq, D)
+  return out.to(q_in.scalar_type());
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(yilightning, CPU, m) {
+  m.impl("attention", &attention_fwd_cpu);
+  m.impl("attention_backward", &attention_bwd_cpu);
+  m.impl("decode_attention", &decode_cpu);
+}
+
+}  // namespace yl::attention

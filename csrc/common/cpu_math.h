@@ -1,0 +1,17 @@
+// Vectorised fp32 row primitives shared by the CPU kernels (compiled once, in cpu_math.cpp,
+// for AVX-512, AVX2 and baseline x86-64, picked at load time). Reductions keep 16 independent
+// partial results so the compiler vectorises them without reassociation flags; the order is
+// fixed, so results are deterministic.
+#pragma once
+#include <cstdint>
+
+namespace yl::cpu {
+
+float max_f32(const float* x, int64_t n);                 // -inf for n == 0
+float exp_sub_sum(float* x, int64_t n, float m);           // x <- exp(x - m); returns the sum
+float dot_f32(const float* x, const float* y, int64_t n);
+void scale_f32(float* x, int64_t n, float a);              // x <- a x
+void scaled_copy_f32(const float* x, float* y, int64_t n, float a);  // y <- a x
+void axpy_f32(float a, const float* x, float* y, int64_t n);         // y <- y + a x
+
+}  // namespace yl::cpu

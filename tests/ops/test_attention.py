@@ -1,0 +1,144 @@
+import math
+
+import pytest
+import torch
+
+from yilightning import _ext
+from yilightning.ops import attention, attention_reference
+
+needs_ext = pytest.mark.skipif(_ext.module is None, reason=f"extension not loaded: {_ext.load_error}")
+
+
+def packed(lengths, hq, hk, d, device, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    n = sum(lengths)
+    q, k, v = (torch.randn(n, h, d, generator=g).to(device=device, dtype=dtype) for h in (hq, hk, hk))
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device=device)
+    return q, k, v, cu
+
+
+def masked_sdpa_err(q, k, v, cu, window, ref32):
+    """Error of the same masked attention computed by PyTorch at q's own precision."""
+    low = attention_reference(q.float(), k.float(), v.float(), cu, window=window).to(q.dtype)  # inputs rounded
+    return (low.float() - ref32).abs().max().item()
+
+
+CASES = [
+    ([1], None), ([7], None), ([97], None), ([1000], None),
+    ([1000], 1), ([97], 1000), ([300], 64), ([5, 1, 33, 200, 2], None), ([5, 1, 33, 200, 2], 16),
+    ([0, 10, 0], 3),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("hq,hk,d", [(2, 2, 64), (4, 2, 128), (8, 1, 64)])
+@pytest.mark.parametrize("lengths,window", CASES)
+def test_forward_matches_reference(device, lengths, window, hq, hk, d, dtype):
+    q, k, v, cu = packed(lengths, hq, hk, d, device, dtype)
+    out = attention(q, k, v, cu, window=window)
+    ref = attention_reference(q.float(), k.float(), v.float(), cu, window=window)
+    assert out.shape == q.shape and out.dtype == dtype
+    if dtype == torch.float32:
+        torch.testing.assert_close(out, ref, rtol=2e-5, atol=2e-5)
+    elif out.numel():
+        assert (out.float() - ref).abs().max().item() <= 2 * masked_sdpa_err(q, k, v, cu, window, ref) + 2e-3
+
+
+@pytest.mark.parametrize("hq,hk,d", [(2, 2, 64), (4, 2, 128), (8, 1, 64)])
+@pytest.mark.parametrize("lengths,window", [([97], None), ([300], 64), ([5, 1, 33, 130, 2], None), ([200, 70], 16),
+                                            ([129], 1)])
+def test_gradients_match_reference(device, lengths, window, hq, hk, d):
+    q, k, v, cu = packed(lengths, hq, hk, d, device, seed=1)
+    grad = torch.randn_like(q)
+    ours = [t.clone().requires_grad_() for t in (q, k, v)]
+    refs = [t.clone().requires_grad_() for t in (q, k, v)]
+    attention(*ours, cu, window=window).backward(grad)
+    attention_reference(*refs, cu, window=window).backward(grad)
+    for a, b in zip(ours, refs):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_bf16_gradients_close_to_fp32(device):
+    q, k, v, cu = packed([150, 40], 4, 2, 64, device, torch.bfloat16, seed=2)
+    grad = torch.randn(q.shape, device=device)
+    ours = [t.clone().requires_grad_() for t in (q, k, v)]
+    refs = [t.float().requires_grad_() for t in (q, k, v)]
+    attention(*ours, cu, window=32).backward(grad.to(torch.bfloat16))
+    attention_reference(*refs, cu, window=32).backward(grad)
+    for a, b in zip(ours, refs):
+        assert a.grad.dtype == torch.bfloat16
+        torch.testing.assert_close(a.grad.float(), b.grad, rtol=5e-2, atol=5e-2)
+
+
+def test_no_attention_across_sequences(device):
+    q, k, v, cu = packed([6, 6], 2, 2, 64, device)
+    out = attention(q, k, v, cu)
+    v2 = v.clone()
+    v2[:6] += 100  # change the first sequence's values: the second must not move
+    torch.testing.assert_close(attention(q, k, v2, cu)[6:], out[6:])
+
+
+def test_window_one_is_identity_on_values(device):
+    q, k, v, cu = packed([50], 4, 2, 64, device)
+    out = attention(q, k, v, cu, window=1)
+    torch.testing.assert_close(out, v.repeat_interleave(2, dim=1), rtol=1e-6, atol=1e-6)
+
+
+def test_custom_scale(device):
+    q, k, v, cu = packed([40], 2, 2, 64, device)
+    torch.testing.assert_close(attention(q, k, v, cu, scale=0.3), attention_reference(q, k, v, cu, scale=0.3),
+                               rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize(
+    "make, exc, words",
+    [
+        (lambda: packed([5], 3, 2, 64, "cpu"), ValueError, "multiple of key/value heads"),
+        (lambda: (*packed([5], 2, 2, 64, "cpu")[:3], torch.tensor([0, 4], dtype=torch.int32)), ValueError, "end at N=5"),
+        (lambda: (*packed([5], 2, 2, 64, "cpu")[:3], torch.tensor([0, 3, 2, 5], dtype=torch.int32)), ValueError,
+         "never decrease"),
+        (lambda: (*packed([5], 2, 2, 64, "cpu")[:3], torch.tensor([0, 5])), ValueError, "int32"),
+        (lambda: (torch.randn(5, 2, 64), torch.randn(4, 2, 64), torch.randn(4, 2, 64),
+                  torch.tensor([0, 5], dtype=torch.int32)), ValueError, r"\[N=5, Hk, D=64\]"),
+        (lambda: (torch.randn(5, 2, 64).double(),) * 3 + (torch.tensor([0, 5], dtype=torch.int32),), TypeError,
+         "share one of"),
+    ],
+)
+def test_bad_input(make, exc, words):
+    q, k, v, cu = make()
+    with pytest.raises(exc, match=words):
+        attention(q, k, v, cu)
+
+
+def test_bad_window():
+    q, k, v, cu = packed([5], 2, 2, 64, "cpu")
+    with pytest.raises(ValueError, match="window must be >= 1"):
+        attention(q, k, v, cu, window=0)
+
+
+@needs_ext
+def test_kernel_validates_its_own_input():
+    q, k, v, cu = packed([5], 2, 2, 64, "cpu")
+    with pytest.raises(RuntimeError, match="must not decrease"):
+        torch.ops.yilightning.attention(q, k, v, torch.tensor([0, 3, 2, 5], dtype=torch.int32), 0, 0.125)
+    with pytest.raises(RuntimeError, match="multiple of the key/value heads"):
+        torch.ops.yilightning.attention(torch.randn(5, 3, 64), k, v, cu, 0, 0.125)
+
+
+@needs_ext
+@pytest.mark.parametrize("window", [0, 3])
+def test_opcheck(device, window):
+    q, k, v, cu = packed([4, 9], 4, 2, 64, device)
+    torch.library.opcheck(torch.ops.yilightning.attention.default,
+                          (q.requires_grad_(), k.requires_grad_(), v.requires_grad_(), cu, window, 0.125))
+
+
+def test_compile_fullgraph(device):
+    torch._dynamo.reset()
+    q, k, v, cu = packed([30, 11], 4, 2, 64, device)
+    q.requires_grad_()
+    fn = torch.compile(lambda q, k, v, cu: attention(q, k, v, cu, window=8).sum(), fullgraph=True, dynamic=False)
+    fn(q, k, v, cu).backward()
+    q_ref = q.detach().clone().requires_grad_()
+    attention_reference(q_ref, k, v, cu, window=8).sum().backward()
+    torch.testing.assert_close(q.grad, q_ref.grad, rtol=1e-4, atol=1e-4)
