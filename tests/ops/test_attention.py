@@ -142,3 +142,92 @@ def test_compile_fullgraph(device):
     q_ref = q.detach().clone().requires_grad_()
     attention_reference(q_ref, k, v, cu, window=8).sum().backward()
     torch.testing.assert_close(q.grad, q_ref.grad, rtol=1e-4, atol=1e-4)
+
+
+# ---- decode over a KV cache -------------------------------------------------------------
+
+from yilightning.ops import append_kv, decode_attention, decode_attention_reference, rotary  # noqa: E402
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("lens,S,window", [([1, 5, 64], 64, None), ([3000, 17], 5000, None), ([40, 7], 64, 16),
+                                           ([100, 16, 3], 16, 16), ([5000, 2], 5000, 1000)])
+def test_decode_matches_reference(device, lens, S, window, dtype):
+    g = torch.Generator().manual_seed(0)
+    B, Hq, Hk, D = len(lens), 8, 2, 64
+    q = torch.randn(B, Hq, D, generator=g).to(device=device, dtype=dtype)
+    kc, vc = (torch.randn(B, S, Hk, D, generator=g).to(device=device, dtype=dtype) for _ in range(2))
+    cl = torch.tensor(lens, device=device)
+    out = decode_attention(q, kc, vc, cl, window=window)
+    ref = decode_attention_reference(q.float(), kc.float(), vc.float(), cl, window=window)
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(out.float(), ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("window", [None, 8])
+def test_decode_equals_last_row_of_prefill(device, window):
+    q, k, v, cu = packed([37], 4, 2, 64, device)
+    prefill = attention(q, k, v, cu, window=window)
+    kc, vc = k[None], v[None]  # a contiguous cache holding all 37 tokens
+    out = decode_attention(q[-1:], kc, vc, torch.tensor([37], device=device), window=window)
+    torch.testing.assert_close(out[0], prefill[-1], rtol=1e-5, atol=1e-5)
+
+
+def test_ring_buffer_generation_matches_prefill_over_several_windows(device):
+    W, T = 6, 23  # wraps the ring almost four times
+    q, k, v, cu = packed([T], 4, 2, 64, device, seed=3)
+    prefill = attention(q, k, v, cu, window=W)
+    kc = torch.zeros(1, W, 2, 64, device=device)
+    vc = torch.zeros_like(kc)
+    for t in range(T):
+        append_kv(kc, vc, k[t:t + 1], v[t:t + 1], torch.tensor([t], device=device), ring=True)
+        out = decode_attention(q[t:t + 1], kc, vc, torch.tensor([t + 1], device=device), window=W)
+        torch.testing.assert_close(out[0], prefill[t], rtol=1e-5, atol=1e-5)
+
+
+def test_append_kv_contiguous_and_bad_positions(device):
+    kc = torch.zeros(2, 4, 1, 8, device=device)
+    vc = torch.zeros_like(kc)
+    k = torch.ones(2, 1, 8, device=device)
+    append_kv(kc, vc, k, 2 * k, torch.tensor([0, 3], device=device))
+    assert kc[0, 0].eq(1).all() and kc[1, 3].eq(1).all() and vc[1, 3].eq(2).all() and kc[0, 3].eq(0).all()
+    if device.type == "cpu":
+        with pytest.raises(ValueError, match="does not fit a cache of 4 slots"):
+            append_kv(kc, vc, k, k, torch.tensor([0, 4]))
+
+
+def test_decode_bad_input():
+    q = torch.randn(2, 4, 64)
+    kc = torch.randn(2, 8, 2, 64)
+    with pytest.raises(ValueError, match=r"in \[1, S=8\]"):
+        decode_attention(q, kc, kc, torch.tensor([3, 9]))
+    with pytest.raises(ValueError, match=r"in \[1, S=8\]"):
+        decode_attention(q, kc, kc, torch.tensor([0, 2]))
+    with pytest.raises(ValueError, match="do not fit q"):
+        decode_attention(torch.randn(2, 3, 64), kc, kc, torch.tensor([3, 4]))
+    with pytest.raises(ValueError, match="cache_seqlens must be int32/int64"):
+        decode_attention(q, kc, kc, torch.tensor([3.0, 4.0]))
+
+
+@needs_ext
+def test_decode_opcheck(device):
+    q = torch.randn(2, 4, 64, device=device)
+    kc = torch.randn(2, 8, 2, 64, device=device)
+    torch.library.opcheck(torch.ops.yilightning.decode_attention.default, (q, kc, kc, torch.tensor([3, 8], device=device), 0, 0.125))
+
+
+def test_rotary_matches_transformers_convention():
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, rotate_half  # noqa: F401
+
+    x = torch.randn(5, 3, 16)  # (T, H, D)
+    pos = torch.arange(5) + 7
+    inv = 1.0 / (10000 ** (torch.arange(0, 16, 2).float() / 16))
+    emb = torch.cat([pos[:, None] * inv, pos[:, None] * inv], -1)
+    cos, sin = emb.cos()[None], emb.sin()[None]  # (1, T, D)
+    want, _ = apply_rotary_pos_emb(x.transpose(0, 1)[None], x.transpose(0, 1)[None], cos, sin)
+    torch.testing.assert_close(rotary(x, pos), want[0].transpose(0, 1), rtol=1e-5, atol=1e-5)
+    # relative: <rot(q, m), rot(k, n)> depends only on m - n
+    q, k = torch.randn(1, 1, 16), torch.randn(1, 1, 16)
+    a = (rotary(q, torch.tensor([10])) * rotary(k, torch.tensor([4]))).sum()
+    b = (rotary(q, torch.tensor([106])) * rotary(k, torch.tensor([100]))).sum()
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

@@ -88,7 +88,125 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: tor
     return attention_reference(q, k, v, cu_seqlens, window=window, scale=scale)
 
 
+def example_inputs(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """q [45, 4, 64], k and v [45, 2, 64] for the self-check (two packed sequences, GQA 2)."""
+    return tuple(torch.randn(45, h, 64, device=device, dtype=dtype) for h in (4, 2, 2))
+
+
+def check_fn(fn):  # noqa: ANN001, ANN201
+    """``fn`` (attention or its reference) on sequences of 7 and 38 tokens, window 16."""
+
+    def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return fn(q, k, v, torch.tensor([0, 7, 45], dtype=torch.int32, device=q.device), window=16)
+
+    return run
+
+
+def _check_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, cache_seqlens: torch.Tensor,
+                  window: int | None) -> None:
+    if q.dim() != 3 or q.dtype not in _FLOATS:
+        raise ValueError(f"decode_attention: q must be a float [B, Hq, D] tensor, got {q.dtype} {tuple(q.shape)}")
+    if k_cache.dim() != 4 or k_cache.shape != v_cache.shape or k_cache.dtype != q.dtype or v_cache.dtype != q.dtype:
+        raise ValueError(f"decode_attention: k_cache and v_cache must be [B, S, Hk, D] of q's dtype, got "
+                         f"{k_cache.dtype} {tuple(k_cache.shape)} and {v_cache.dtype} {tuple(v_cache.shape)}")
+    B, S, Hk, D = k_cache.shape
+    if B != q.shape[0] or D != q.shape[2] or q.shape[1] % Hk:
+        raise ValueError(f"decode_attention: caches {tuple(k_cache.shape)} do not fit q {tuple(q.shape)} "
+                         "([B, S, Hk, D] with Hq % Hk == 0)")
+    if cache_seqlens.shape != (B,) or cache_seqlens.dtype not in (torch.int32, torch.int64):
+        raise ValueError(f"decode_attention: cache_seqlens must be int32/int64 [B={B}], got {cache_seqlens.dtype} "
+                         f"{tuple(cache_seqlens.shape)}")
+    if window is not None and window < 1:
+        raise ValueError(f"decode_attention: window must be >= 1 or None, got {window}")
+    if not cache_seqlens.is_cuda and not torch.compiler.is_compiling() and B:
+        lens = cache_seqlens.tolist()
+        ring = window is not None and window == S
+        if min(lens) < 1 or (max(lens) > S and not ring):
+            raise ValueError(f"decode_attention: cache_seqlens must be in [1, S={S}] (only a ring buffer of exactly "
+                             f"`window` slots may hold more), got {lens[:8]}")
+
+
+def _visible_slots(length: int, slots: int, window: int | None) -> tuple[int, int]:
+    """The cache slots a decode step reads (see decode_attention)."""
+    if length > slots:  # a wrapped ring buffer: every slot holds one of the last `window` tokens
+        return 0, slots
+    return (max(0, length - window) if window else 0), length
+
+
+def decode_attention_reference(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                               cache_seqlens: torch.Tensor, *, window: int | None = None,
+                               scale: float | None = None) -> torch.Tensor:
+    """Pure-PyTorch ``decode_attention`` (one softmax per sequence, fp32)."""
+    _check_decode(q, k_cache, v_cache, cache_seqlens, window)
+    scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
+    group = q.shape[1] // k_cache.shape[2]
+    outs = []
+    for b, length in enumerate(cache_seqlens.tolist()):
+        lo, hi = _visible_slots(length, k_cache.shape[1], window)
+        ks = k_cache[b, lo:hi].float().repeat_interleave(group, 1)  # (n, Hq, D)
+        vs = v_cache[b, lo:hi].float().repeat_interleave(group, 1)
+        probs = (torch.einsum("hd,nhd->hn", q[b].float(), ks) * scale).softmax(-1)
+        outs.append(torch.einsum("hn,nhd->hd", probs, vs))
+    return torch.stack(outs).to(q.dtype) if outs else q.new_empty(q.shape)
+
+
+def decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, cache_seqlens: torch.Tensor, *,
+                     window: int | None = None, scale: float | None = None) -> torch.Tensor:
+    """One generation step: each sequence's new query over its KV cache. ``[B, Hq, D]``.
+
+    Args:
+        q: ``[B, Hq, D]``, the new token's queries (RoPE applied).
+        k_cache, v_cache: ``[B, S, Hk, D]``. Full-attention layers use a contiguous cache (token
+            t in slot t); sliding-window layers a ring buffer of ``S == window`` slots (token t in
+            slot ``t % window``), which ``append_kv(..., ring=True)`` maintains.
+        cache_seqlens: ``[B]`` tokens in each cache, the new one included.
+        window: the layer's window (None for full attention).
+
+    Reads the cache in place (a layer that shares KV passes the producer's tensors: no copy).
+    Long caches are split and merged by log-sum-exp (flash-decoding).
+    """
+    _check_decode(q, k_cache, v_cache, cache_seqlens, window)
+    scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
+    if _ext.has_kernel("decode_attention", q.device.type):
+        return torch.ops.yilightning.decode_attention(q, k_cache, v_cache, cache_seqlens, window or 0, float(scale))
+    return decode_attention_reference(q, k_cache, v_cache, cache_seqlens, window=window, scale=scale)
+
+
+def append_kv(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+              positions: torch.Tensor, *, ring: bool = False) -> None:
+    """Write each sequence's new key/value ``[B, Hk, D]`` into its cache, in place: slot
+    ``positions[b]`` (``positions[b] % S`` for a ring buffer). One indexed store, no host sync."""
+    B, S = k_cache.shape[:2]
+    if k.shape != (B, *k_cache.shape[2:]) or v.shape != k.shape or positions.shape != (B,):
+        raise ValueError(f"append_kv: need k, v [B={B}, Hk, D] matching the cache {tuple(k_cache.shape)} and "
+                         f"positions [B], got {tuple(k.shape)}, {tuple(v.shape)}, {tuple(positions.shape)}")
+    if not ring and not positions.is_cuda and B and int(positions.max()) >= S:
+        raise ValueError(f"append_kv: position {int(positions.max())} does not fit a cache of {S} slots; "
+                         "allocate a longer cache or use a ring buffer")
+    slots = positions.long() % S if ring else positions.long()
+    rows = torch.arange(B, device=k_cache.device)
+    k_cache[rows, slots] = k.to(k_cache.dtype)
+    v_cache[rows, slots] = v.to(v_cache.dtype)
+
+
+def rotary(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    """Rotary position embedding (the rotate-half convention of Llama/Qwen/Mistral) of
+    ``x [..., T, H, D]`` at integer ``positions [..., T]``; the angles are computed in fp32.
+    Raise ``base`` for long-context extension."""
+    D = x.shape[-1]
+    inv_freq = 1.0 / (base ** (torch.arange(0, D, 2, device=x.device, dtype=torch.float32) / D))
+    angles = positions.float().unsqueeze(-1) * inv_freq  # (..., T, D/2)
+    emb = torch.cat([angles, angles], dim=-1).unsqueeze(-2)  # (..., T, 1, D)
+    x1, x2 = x.float().chunk(2, dim=-1)
+    rotated = torch.cat([-x2, x1], dim=-1)
+    return (x.float() * emb.cos() + rotated * emb.sin()).to(x.dtype)
+
+
 if _ext.module is not None:
+
+    @torch.library.register_fake("yilightning::decode_attention")
+    def _decode_fake(q, k_cache, v_cache, cache_seqlens, window, scale):  # noqa: ANN001
+        return torch.empty_like(q)
 
     @torch.library.register_fake("yilightning::attention")
     def _attention_fake(q, k, v, cu_seqlens, window, scale):  # noqa: ANN001
