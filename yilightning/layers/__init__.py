@@ -1,5 +1,11 @@
 """nn.Modules built from the ops."""
 
+from yilightning.layers.attention import (
+    HybridAttention, KVLayout, LayerCache, LayerSpec, RMSNorm, hybrid_schedule, kv_cache_bytes, kv_cache_table,
+)
 from yilightning.layers.moe import MoE, MoEOutput
 
-__all__ = ["MoE", "MoEOutput"]
+__all__ = [
+    "HybridAttention", "KVLayout", "LayerCache", "LayerSpec", "MoE", "MoEOutput", "RMSNorm", "hybrid_schedule",
+    "kv_cache_bytes", "kv_cache_table",
+]
