@@ -30,6 +30,18 @@ def _quickstart(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _kv_cache(args: argparse.Namespace) -> int:
+    from yilightning.layers import KVLayout, kv_cache_table
+
+    layout = KVLayout(args.layers, args.kv_heads, args.head_dim, args.window, args.swa_per_full,
+                      not args.no_share)
+    print(f"KV cache per sequence, bf16: {args.layers} layers, {args.kv_heads} KV heads x {args.head_dim}, "
+          f"window {args.window}, {args.swa_per_full} sliding-window layers per full layer, "
+          f"full-layer KV {'not ' if args.no_share else ''}shared in pairs\n")
+    print(kv_cache_table(layout))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yilightning", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -38,6 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(run=_doctor)
     quick = sub.add_parser("quickstart", help="the main job on the embedded default")
     quick.set_defaults(run=_quickstart)
+    kv = sub.add_parser("kv-cache", help="KV-cache memory of the hybrid layout vs full attention, 4K to 128K")
+    kv.add_argument("--layers", type=int, default=64, help="decoder layers (default 64)")
+    kv.add_argument("--kv-heads", type=int, default=8, help="key/value heads (default 8)")
+    kv.add_argument("--head-dim", type=int, default=128, help="head dimension (default 128)")
+    kv.add_argument("--window", type=int, default=4096, help="sliding window (default 4096, as inferred from the report)")
+    kv.add_argument("--swa-per-full", type=int, default=3, help="sliding-window layers per full layer (default 3)")
+    kv.add_argument("--no-share", action="store_true", help="full-attention layers keep their own KV")
+    kv.set_defaults(run=_kv_cache)
     return parser
 
 
