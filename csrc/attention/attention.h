@@ -4,6 +4,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "common/check.h"
@@ -88,6 +89,32 @@ inline void check_decode(const at::Tensor& q, const at::Tensor& kc, const at::Te
               "decode_attention: cache_seqlens must be int32/int64 [B=", q.size(0), "], got ", lens.scalar_type(), " ",
               lens.sizes());
   TORCH_CHECK(window >= 0, "decode_attention: window must be >= 1 (or 0 for none), got ", window);
+}
+
+struct Task {
+  int64_t s0, s1, h, r0;  // sequence [s0, s1), head, first row of the block
+};
+
+// Blocks of `block` rows over every sequence, for heads [0, heads).
+inline std::vector<Task> make_tasks(const std::vector<int64_t>& cu, int64_t heads, int64_t block) {
+  std::vector<Task> tasks;
+  for (size_t b = 0; b + 1 < cu.size(); ++b)
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t r = cu[b]; r < cu[b + 1]; r += block) tasks.push_back({cu[b], cu[b + 1], h, r});
+  // Longest first (causal blocks late in long sequences) so the dynamic schedule ends evenly.
+  std::stable_sort(tasks.begin(), tasks.end(), [](const Task& a, const Task& b) {
+    return (a.r0 - a.s0) > (b.r0 - b.s0);
+  });
+  return tasks;
+}
+
+// Flash-decoding merge of per-split partial results: part_o [B, Hq, splits, D] (unnormalised),
+// part_m / part_l [B, Hq, splits] (running max / sum, -inf / 0 for an empty split):
+// out = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s, as [B, Hq, D] fp32.
+inline at::Tensor merge_splits(const at::Tensor& part_o, const at::Tensor& part_m, const at::Tensor& part_l) {
+  const at::Tensor M = std::get<0>(part_m.max(-1, /*keepdim=*/true));
+  const at::Tensor w = (part_m - M).exp();
+  return (part_o * w.unsqueeze(-1)).sum(2) / (part_l * w).sum(-1, /*keepdim=*/true);
 }
 
 }  // namespace yl::attention

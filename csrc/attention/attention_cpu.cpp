@@ -23,23 +23,6 @@ namespace {
 
 constexpr int64_t BQ = 128, BK = 256;
 
-struct Task {
-  int64_t s0, s1, h, r0;  // sequence [s0, s1), head, first row of the block
-};
-
-// Blocks of `block` rows over every sequence, for heads [0, heads).
-std::vector<Task> make_tasks(const std::vector<int64_t>& cu, int64_t heads, int64_t block) {
-  std::vector<Task> tasks;
-  for (size_t b = 0; b + 1 < cu.size(); ++b)
-    for (int64_t h = 0; h < heads; ++h)
-      for (int64_t r = cu[b]; r < cu[b + 1]; r += block) tasks.push_back({cu[b], cu[b + 1], h, r});
-  // Longest first (causal blocks late in long sequences) so the dynamic schedule ends evenly.
-  std::stable_sort(tasks.begin(), tasks.end(), [](const Task& a, const Task& b) {
-    return (a.r0 - a.s0) > (b.r0 - b.s0);
-  });
-  return tasks;
-}
-
 // ds <- p * (dp - delta)
 YL_CPU_CLONES void softmax_grad(const float* p, float* dp, int64_t n, float delta) {
   for (int64_t i = 0; i < n; ++i) dp[i] = p[i] * (dp[i] - delta);
@@ -242,11 +225,7 @@ at::Tensor decode_cpu(const at::Tensor& q_in, const at::Tensor& kc_in, const at:
     }
     cpu::gemm_f32(false, false, G, D, n, 1.f, P.data(), n, V, ld, 0.f, O, nsplit * D);
   });
-  // Merge the splits: out = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s.
-  const at::Tensor M = std::get<0>(part_m.max(-1, /*keepdim=*/true));
-  const at::Tensor w = (part_m - M).exp();  // 0 for empty splits (m = -inf)
-  const at::Tensor out = (part_o * w.unsqueeze(-1)).sum(2) / (part_l * w).sum(-1, /*keepdim=*/true);  // (B, Hq, D)
-  return out.to(q_in.scalar_type());
+  return merge_splits(part_o, part_m, part_l).to(q_in.scalar_type());
 }
 
 }  // namespace
