@@ -23,3 +23,11 @@ def test_quickstart_self_check_passes(capsys):
     out = capsys.readouterr().out
     assert "== Self-check" in out and " 0 failed" in out
     assert "FAIL" not in out
+
+
+def test_kv_cache_table_reproduces_the_report(capsys):
+    assert main(["kv-cache"]) == 0
+    out = capsys.readouterr().out
+    assert "| 64K |" in out and "82.8%" in out
+    assert main(["kv-cache", "--no-share", "--window", "8192"]) == 0
+    assert "not shared" in capsys.readouterr().out
