@@ -13,11 +13,12 @@ against fp32 ``torch.mm`` measured at the start of the run on this machine.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 from transformers import Qwen3MoeConfig
 from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeSparseMoeBlock
+
+from timing import timed
 
 from yilightning.layers import MoE
 from yilightning.ops import permute, route, swiglu, unpermute
@@ -26,24 +27,6 @@ CASES = {
     "fine": dict(T=2048, H=1024, E=64, k=6, I=256),
     "coarse": dict(T=2048, H=1024, E=8, k=2, I=1408),
 }
-
-
-def timed(fn, device: str, reps: int) -> float:
-    """Mean seconds per call after one warm-up call (CUDA: events)."""
-    fn()
-    if device == "cuda":
-        torch.cuda.synchronize()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(reps):
-            fn()
-        end.record()
-        torch.cuda.synchronize()
-        return start.elapsed_time(end) / 1e3 / reps
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    return (time.perf_counter() - t0) / reps
 
 
 def sgemm_gflops(device: str) -> float:

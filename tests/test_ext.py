@@ -49,13 +49,14 @@ def test_disable_env_forces_silent_fallback():
 
 def test_broken_extension_warns_once_and_falls_back():
     # sys.modules[name] = None makes `from yilightning import _C` raise ImportError.
-    r = run_python("import sys; sys.modules['yilightning._C'] = None\n" + FALLBACK_CHECK)
+    r = run_python("import sys; sys.modules['yilightning._C'] = None\n" + FALLBACK_CHECK, YL_DISABLE_EXT="")
     assert r.returncode == 0, r.stderr
     assert r.stderr.count("compiled kernels unavailable") == 1, r.stderr
     assert "pip install --no-build-isolation" in r.stderr
 
 
-@pytest.mark.skipif(os.environ.get("YL_CUDA") != "1", reason="CUDA kernels not required (YL_CUDA != 1)")
+@pytest.mark.skipif(os.environ.get("YL_CUDA") != "1" or _ext.DISABLED,
+                    reason="CUDA kernels not required (YL_CUDA != 1), or the extension is disabled")
 def test_cuda_kernels_compiled_when_required():
     # CI sets YL_CUDA=1: the CUDA kernels must have been compiled (they run on a GPU machine).
     info = yilightning.build_info()

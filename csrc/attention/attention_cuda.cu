@@ -110,6 +110,16 @@ forward_kernel(const S* __restrict__ q, const S* __restrict__ k, const S* __rest
   }
 }
 
+// The saved log-sum-exp and delta = <dO, O> of query rows [i0, i0 + T) of head h (0 past i_end).
+__device__ void load_row_stats(float* lse_r, float* delta_r, const float* lse, const float* delta, int h, int64_t N,
+                               int64_t i0, int64_t i_end) {
+  if (threadIdx.x < T) {
+    const int64_t i = i0 + threadIdx.x;
+    lse_r[threadIdx.x] = i < i_end ? lse[int64_t(h) * N + i] : 0.f;
+    delta_r[threadIdx.x] = i < i_end ? delta[int64_t(h) * N + i] : 0.f;
+  }
+}
+
 // P = exp(scale q k - lse) inside the visible band, dS = P (dP - delta), for one tile pair.
 __device__ void probs_and_grads(float (*P)[T + 1], float (*dS)[T + 1], const float* lse_rows,
                                 const float* delta_rows, int64_t i0, int64_t i_end, int64_t j0, int64_t j_end,
@@ -146,11 +156,7 @@ dkdv_kernel(const S* __restrict__ q, const S* __restrict__ k, const S* __restric
       __syncthreads();
       load_tile<S, DM>(Qs, q + int64_t(h) * D, i0, i_end, int64_t(Hq) * D, D);
       load_tile<S, DM>(dOs, dout + int64_t(h) * D, i0, i_end, int64_t(Hq) * D, D);
-      if (threadIdx.x < T) {
-        const int64_t i = i0 + threadIdx.x;
-        lse_r[threadIdx.x] = i < i_end ? lse[int64_t(h) * N + i] : 0.f;
-        delta_r[threadIdx.x] = i < i_end ? delta[int64_t(h) * N + i] : 0.f;
-      }
+      load_row_stats(lse_r, delta_r, lse, delta, h, N, i0, i_end);
       __syncthreads();
       tile_dots<DM>(P, Qs, Ks, scale);
       tile_dots<DM>(dS, dOs, Vs, 1.f);  // dP
@@ -193,11 +199,7 @@ dq_kernel(const S* __restrict__ q, const S* __restrict__ k, const S* __restrict_
   const int64_t i1 = i0 + T < s1 ? i0 + T : s1;
   load_tile<S, DM>(Qs, q + int64_t(h) * D, i0, i1, int64_t(Hq) * D, D);
   load_tile<S, DM>(dOs, dout + int64_t(h) * D, i0, i1, int64_t(Hq) * D, D);
-  if (threadIdx.x < T) {
-    const int64_t i = i0 + threadIdx.x;
-    lse_r[threadIdx.x] = i < i1 ? lse[int64_t(h) * N + i] : 0.f;
-    delta_r[threadIdx.x] = i < i1 ? delta[int64_t(h) * N + i] : 0.f;
-  }
+  load_row_stats(lse_r, delta_r, lse, delta, h, N, i0, i1);
   constexpr int kPerRow = kThreads / T, kCols = DM / kPerRow;
   const int r_own = threadIdx.x / kPerRow, c_own = threadIdx.x % kPerRow;
   float acc[kCols] = {};

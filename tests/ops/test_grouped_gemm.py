@@ -127,6 +127,8 @@ def test_opcheck(device, trans_b):
     torch.library.opcheck(torch.ops.yilightning.grouped_gemm_wgrad.default, (a.detach(), dc, gs, trans_b))
 
 
+@pytest.mark.skipif(_ext.module is None, reason="the fallback reference loops over host-side group sizes: a graph "
+                    "break by design; fullgraph tracing is a property of the compiled op")
 def test_compile_fullgraph(device):
     torch._dynamo.reset()
     a, b, gs = operands([3, 0, 4], 8, 6, True, torch.float32, device)

@@ -43,24 +43,21 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.
 
 def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor, *,
                         window: int | None = None, scale: float | None = None) -> torch.Tensor:
-    """Pure PyTorch, fp32, an explicit mask per sequence: ground truth and fallback."""
+    """Pure PyTorch, fp32, one explicit [N, N] mask: the ground truth in tests and the fallback
+    (O(N^2) memory: fine for tests and short inputs; the kernels are O(N))."""
     _check(q, k, v, cu_seqlens, window)
     scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
     group = q.shape[1] // k.shape[1]
-    outs = []
-    cu = cu_seqlens.tolist()
-    for s0, s1 in zip(cu, cu[1:]):
-        qs = q[s0:s1].float().transpose(0, 1)  # (Hq, L, D)
-        ks = k[s0:s1].float().transpose(0, 1).repeat_interleave(group, 0)
-        vs = v[s0:s1].float().transpose(0, 1).repeat_interleave(group, 0)
-        pos = torch.arange(s1 - s0, device=q.device)
-        visible = pos[None, :] <= pos[:, None]  # (L, L): key <= query
-        if window is not None:
-            visible &= pos[None, :] > pos[:, None] - window
-        scores = (qs @ ks.transpose(1, 2)) * scale
-        probs = scores.masked_fill(~visible, float("-inf")).softmax(-1)
-        outs.append((probs @ vs).transpose(0, 1))
-    return torch.cat(outs).to(q.dtype) if outs else q.new_empty(q.shape)
+    pos = torch.arange(q.shape[0], device=q.device)
+    seq = torch.searchsorted(cu_seqlens[1:].long(), pos, right=True)  # sequence of each token
+    visible = (seq[:, None] == seq[None, :]) & (pos[None, :] <= pos[:, None])  # (N, N)
+    if window is not None:
+        visible &= pos[None, :] > pos[:, None] - window
+    qs = q.float().transpose(0, 1)  # (Hq, N, D)
+    ks = k.float().transpose(0, 1).repeat_interleave(group, 0)
+    vs = v.float().transpose(0, 1).repeat_interleave(group, 0)
+    probs = ((qs @ ks.transpose(1, 2)) * scale).masked_fill(~visible, float("-inf")).softmax(-1)
+    return (probs @ vs).transpose(0, 1).to(q.dtype)
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor, *,

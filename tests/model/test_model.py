@@ -1,0 +1,111 @@
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from yilightning.model import YiLightningConfig, YiLightningForCausalLM
+
+
+def tiny(**kw):
+    torch.manual_seed(0)
+    cfg = YiLightningConfig.preset("tiny", vocab_size=512, hidden_size=64, num_attention_heads=4,
+                                   num_key_value_heads=2, sliding_window=8, num_experts=8, num_experts_per_tok=2,
+                                   moe_intermediate_size=32, max_position_embeddings=128, **kw)
+    return YiLightningForCausalLM(cfg).eval()
+
+
+def test_presets_sizes():
+    t = YiLightningForCausalLM(YiLightningConfig.preset("tiny")).parameter_counts()
+    assert 10e6 <= t["total"] <= 30e6 and t["active"] < t["total"]
+    with torch.device("meta"):
+        small = YiLightningForCausalLM(YiLightningConfig.preset("small")).parameter_counts()
+        paper = YiLightningForCausalLM(YiLightningConfig.preset("paper"))
+    assert 100e6 <= small["total"] <= 300e6
+    counts = paper.parameter_counts()
+    assert counts["total"] > 50e9 and counts["active"] < counts["total"] / 5
+    ours, full = paper.kv_cache_bytes(65536), paper.kv_cache_bytes(65536, baseline=True)
+    assert 1 - ours / full == pytest.approx(0.828125)
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        YiLightningConfig.preset("huge")
+
+
+def test_packed_batch_equals_separate_sequences_and_is_block_causal():
+    model = tiny(first_dense_layers=1)
+    a, b = torch.randint(0, 512, (11,)), torch.randint(0, 512, (5,))
+    cu = torch.tensor([0, 11, 16], dtype=torch.int32)
+    packed = model(torch.cat([a, b]), cu_seqlens=cu).logits
+    torch.testing.assert_close(packed[:11], model(a[None]).logits[0], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(packed[11:], model(b[None]).logits[0], rtol=1e-4, atol=1e-4)
+    other = model(torch.cat([torch.randint(0, 512, (11,)), b]), cu_seqlens=cu).logits
+    torch.testing.assert_close(other[11:], packed[11:], rtol=1e-4, atol=1e-4)  # b never sees a
+
+
+def test_loss_is_next_token_within_each_sequence():
+    model = tiny()
+    ids = torch.randint(0, 512, (2, 9))
+    out = model(ids, labels=ids)
+    logits = out.logits[:, :-1].reshape(-1, 512)
+    want = torch.nn.functional.cross_entropy(logits, ids[:, 1:].reshape(-1))
+    torch.testing.assert_close(out.lm_loss, want, rtol=1e-5, atol=1e-5)
+    assert out.aux_per_layer.shape == (8, 3) and torch.allclose(out.aux_loss, out.aux_per_layer.sum())
+    torch.testing.assert_close(out.loss, out.lm_loss + out.aux_loss)
+    out.loss.backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if "expert_bias" not in n)
+
+
+def test_cache_only_for_kv_producers_and_ring_buffers():
+    model = tiny()
+    cache = model.new_cache(2, 100)
+    owners = [layer.spec.owns_kv for layer in model.layers]
+    assert [c is not None for c in cache.layers] == owners and owners.count(False) == 1
+    swa = [c for c, layer in zip(cache.layers, model.layers) if c is not None and layer.spec.kind == "swa"]
+    assert all(c.ring and c.k.shape[1] == 8 for c in swa)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(first_dense_layers=2, num_shared_experts=0)])
+def test_greedy_generation_same_with_and_without_cache_and_batched(kw):
+    model = tiny(**kw)
+    prompts = [[5, 9, 12, 7, 1, 3, 8, 22, 40, 2], [17, 4], [99]]  # crosses the window of 8
+    cached = model.generate(prompts, 12)
+    assert cached == model.generate(prompts, 12, use_cache=False)
+    assert [model.generate([p], 12)[0] for p in prompts] == cached  # batching changes nothing
+
+
+def test_sampling_seed_stop_tokens_and_stream():
+    model = tiny()
+    a = model.generate([[1, 2, 3]], 10, temperature=0.9, top_p=0.9, top_k=50, seed=3)
+    assert a == model.generate([[1, 2, 3]], 10, temperature=0.9, top_p=0.9, top_k=50, seed=3)
+    stop = a[0][2]
+    assert model.generate([[1, 2, 3]], 10, temperature=0.9, top_p=0.9, top_k=50, seed=3,
+                          stop_token_ids=(stop,))[0] == a[0][:a[0].index(stop) + 1]
+    steps = list(model.stream([[1, 2], [3]], 4))
+    assert len(steps) == 4 and all(len(s) == 2 for s in steps)
+    penalised = model.generate([[1, 2, 3]], 10, repetition_penalty=10.0)[0]
+    assert len(set(penalised)) >= len(set(model.generate([[1, 2, 3]], 10)[0]))
+
+
+def test_save_load_round_trip_is_exact(tmp_path):
+    model = tiny(tie_word_embeddings=True)
+    assert model.lm_head.weight.data_ptr() == model.embed_tokens.weight.data_ptr()
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists() and (tmp_path / "config.json").exists()
+    loaded = YiLightningForCausalLM.from_pretrained(tmp_path).eval()
+    auto = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert isinstance(auto, YiLightningForCausalLM) and AutoConfig.from_pretrained(tmp_path).model_type == "yilightning"
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, loaded.state_dict()[name]), name
+    ids = torch.randint(0, 512, (1, 12))
+    assert torch.equal(model(ids).logits, auto(ids).logits)
+
+
+def test_bad_inputs():
+    model = tiny()
+    with pytest.raises(ValueError, match="exceeds the model's context"):
+        model.generate([[1] * 120], 20)
+    with pytest.raises(TypeError, match="integer tensor"):
+        model(torch.randn(2, 4))
+    with pytest.raises(ValueError, match=r"lie in \[0, vocab_size=512\)"):
+        model(torch.tensor([[1, 512]]))
+    with pytest.raises(ValueError, match="at least one token"):
+        model.generate([[]], 3)
+    with pytest.raises(ValueError, match="multiple of num_key_value_heads"):
+        YiLightningConfig(num_attention_heads=4, num_key_value_heads=3)
