@@ -1,0 +1,72 @@
+import pytest
+
+from yilightning.tokenizer import IM_END, IM_START, Tokenizer, train_tokenizer
+
+CORPUS = [
+    "The quick brown fox jumps over the lazy dog. It was 1987 and prices rose 3.5%.",
+    "大语言模型的训练需要大量高质量的数据。今天的天气很好，我们去公园散步吧。",
+    "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\n",
+    "for (int i = 0; i < 10; ++i) { sum += a[i]; }",
+] * 200
+
+
+@pytest.fixture(scope="module")
+def tok() -> Tokenizer:
+    return train_tokenizer(CORPUS, vocab_size=500)
+
+
+@pytest.mark.parametrize("text", [
+    "Hello, world! Numbers 1234567890 and 3.14159.",
+    "中文分词测试：模型、数据、训练。",
+    "def add(a, b):\n\treturn a + b  # 🙂",
+    "emoji 🚀🔥 and rare ∮ 𝔘 ꙮ characters",
+    "  leading and  double  spaces\n\nand blank lines ",
+])
+def test_round_trip_is_exact(tok, text):
+    assert tok.decode(tok.encode(text)) == text  # identity normalisation + byte fallback
+
+
+def test_digits_are_single_tokens(tok):
+    pieces = [tok.sp.id_to_piece(i) for i in tok.encode("2024")]
+    digits = [p.replace("▁", "") for p in pieces if p.replace("▁", "")]
+    assert len(digits) == 4  # every digit its own piece (or byte piece)
+
+
+def test_special_tokens_and_batch(tok):
+    assert tok.encode(IM_START) == [tok.im_start] or tok.encode(IM_START)[-1] == tok.im_start
+    assert tok.vocab_size == 500 and (tok.pad_id, tok.bos_id, tok.eos_id) == (0, 2, 3)
+    batch = tok.encode(["a b", "中文"])
+    assert tok.decode(batch) == ["a b", "中文"]
+    assert tok.encode("x", add_bos=True, add_eos=True)[0] == 2 and tok.encode("x", add_eos=True)[-1] == 3
+
+
+def test_chat_template_masks_only_assistant_replies(tok):
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"},
+            {"role": "assistant", "content": "4"}, {"role": "user", "content": "and 3+3?"},
+            {"role": "assistant", "content": "6"}]
+    ids, mask = tok.apply_chat_template(msgs)
+    assert len(ids) == len(mask)
+    learned = tok.decode([i for i, m in zip(ids, mask) if m])
+    assert learned == f"4{IM_END}6{IM_END}"
+    text = tok.decode(ids)
+    assert text.startswith(f"{IM_START}system\nBe brief.{IM_END}\n") and text.count(IM_START) == 5
+    gen_ids, gen_mask = tok.apply_chat_template(msgs[:2], add_generation_prompt=True)
+    assert tok.decode(gen_ids).endswith(f"{IM_START}assistant\n") and not any(gen_mask)
+    with pytest.raises(ValueError, match="role in"):
+        tok.apply_chat_template([{"role": "robot", "content": "x"}])
+
+
+def test_save_load(tok, tmp_path):
+    path = tok.save(tmp_path)
+    assert path.name == "tokenizer.model"
+    again = Tokenizer.load(tmp_path)
+    assert again.encode("大模型 model 42") == tok.encode("大模型 model 42")
+    with pytest.raises(FileNotFoundError, match="train one"):
+        Tokenizer.load(tmp_path / "nowhere")
+
+
+def test_bad_vocab_size():
+    with pytest.raises(ValueError, match="vocab_size must be >= 300"):
+        train_tokenizer(CORPUS, vocab_size=100)
+    with pytest.raises(ValueError, match="lower vocab_size or give more text"):
+        train_tokenizer(["tiny corpus"], vocab_size=50000)

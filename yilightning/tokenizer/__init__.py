@@ -1,0 +1,144 @@
+"""SentencePiece BPE tokenizer as the report describes it (digits split into single digits,
+byte fallback for rare characters), with chat-template special tokens.
+
+>>> tok = train_tokenizer(["Hello world 2024!", "你好，世界"] * 200, vocab_size=300)
+>>> tok.decode(tok.encode("Hello 42 🙂")) == "Hello 42 🙂"
+True
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import sentencepiece as spm
+
+# Chat markup (ChatML style). A turn is <|im_start|>role\ncontent<|im_end|>\n.
+IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+DEFAULT_SPECIAL_TOKENS = (IM_START, IM_END, "<|endoftext|>")
+MODEL_FILE = "tokenizer.model"
+ROLES = ("system", "user", "assistant")
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+MIN_VOCAB = 300  # byte fallback needs the 256 byte pieces plus the special and a few merges
+
+
+class Tokenizer:
+    """Encode/decode with a trained SentencePiece model, and the chat template."""
+
+    def __init__(self, model_proto: bytes) -> None:
+        self.sp = spm.SentencePieceProcessor(model_proto=model_proto)
+        self._proto = model_proto
+        self.im_start, self.im_end = self.sp.piece_to_id(IM_START), self.sp.piece_to_id(IM_END)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Tokenizer":
+        """From a ``tokenizer.model`` file or a folder holding one (a saved model folder)."""
+        p = Path(path)
+        p = p / MODEL_FILE if p.is_dir() else p
+        if not p.exists():
+            raise FileNotFoundError(f"Tokenizer.load: no {MODEL_FILE} at {path}; train one with train_tokenizer()")
+        return cls(p.read_bytes())
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write ``tokenizer.model`` into ``directory`` (beside a saved model), atomically."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=d, delete=False) as f:
+            f.write(self._proto)
+        os.replace(f.name, d / MODEL_FILE)
+        return d / MODEL_FILE
+
+    @property
+    def vocab_size(self) -> int:
+        return self.sp.get_piece_size()
+
+    @property
+    def eos_id(self) -> int:
+        return EOS_ID
+
+    @property
+    def bos_id(self) -> int:
+        return BOS_ID
+
+    @property
+    def pad_id(self) -> int:
+        return PAD_ID
+
+    def encode(self, text: str | Sequence[str], *, add_bos: bool = False, add_eos: bool = False
+               ) -> list[int] | list[list[int]]:
+        """Token ids of one text, or of each text of a list (batched)."""
+        if isinstance(text, str):
+            return self.sp.encode(text, add_bos=add_bos, add_eos=add_eos)
+        return self.sp.encode(list(text), add_bos=add_bos, add_eos=add_eos)
+
+    def decode(self, ids: Sequence[int] | Sequence[Sequence[int]]) -> str | list[str]:
+        """Text of one id list, or of each id list of a list."""
+        if len(ids) and not isinstance(ids[0], int):
+            return [self.sp.decode(list(x)) for x in ids]
+        return self.sp.decode(list(ids))
+
+    def apply_chat_template(self, messages: Sequence[dict], *, add_generation_prompt: bool = False
+                            ) -> tuple[list[int], list[int]]:
+        """``(ids, loss_mask)`` of a conversation: ``messages`` are ``{"role", "content"}`` with
+        role system/user/assistant. The mask is 1 on the assistant replies and their closing
+        ``<|im_end|>`` (what SFT learns), 0 elsewhere. ``add_generation_prompt`` appends an open
+        assistant turn for generation."""
+        ids: list[int] = []
+        mask: list[int] = []
+        newline = self.sp.encode("\n")
+        for i, m in enumerate(messages):
+            role, content = m.get("role"), m.get("content")
+            if role not in ROLES or not isinstance(content, str):
+                raise ValueError(f"apply_chat_template: message {i} needs role in {ROLES} and a string content, got {m!r}")
+            head = [self.im_start] + self.sp.encode(role) + newline
+            body = self.sp.encode(content) + [self.im_end]
+            learn = int(role == "assistant")
+            ids += head + body + newline
+            mask += [0] * len(head) + [learn] * len(body) + [0] * len(newline)
+        if add_generation_prompt:
+            head = [self.im_start] + self.sp.encode("assistant") + newline
+            ids += head
+            mask += [0] * len(head)
+        return ids, mask
+
+
+def train_tokenizer(texts: Iterable[str] | None = None, *, files: Sequence[str | os.PathLike] = (),
+                    vocab_size: int = 8192, special_tokens: Sequence[str] = DEFAULT_SPECIAL_TOKENS,
+                    max_sentences: int = 2_000_000, num_threads: int | None = None) -> Tokenizer:
+    """Train SentencePiece BPE on in-memory ``texts`` and/or text ``files`` (one sample per
+    line): digits split, byte fallback, identity normalisation (decode(encode(x)) == x), the
+    special tokens as single pieces, no dummy-prefix space (segments concatenate exactly);
+    pad/unk/bos/eos are ids 0-3. ``vocab_size`` is 100,352 for
+    the paper preset; at least 300 (the byte pieces)."""
+    if vocab_size < MIN_VOCAB:
+        raise ValueError(f"train_tokenizer: vocab_size must be >= {MIN_VOCAB} (256 byte pieces for byte fallback "
+                         f"plus specials), got {vocab_size}")
+
+    def sentences() -> Iterable[str]:
+        for t in texts or ():
+            yield from (line for line in t.split("\n") if line)
+        for f in files:
+            with open(f, encoding="utf-8", errors="replace") as fh:
+                yield from (line.rstrip("\n") for line in fh if line.strip())
+
+    model = io.BytesIO()
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(sentences()), model_writer=model, model_type="bpe", vocab_size=vocab_size,
+            split_digits=True, byte_fallback=True, user_defined_symbols=list(special_tokens),
+            pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID, normalization_rule_name="identity",
+            remove_extra_whitespaces=False, add_dummy_prefix=False, allow_whitespace_only_pieces=True,
+            character_coverage=0.9995,
+            input_sentence_size=max_sentences, shuffle_input_sentence=True, train_extremely_large_corpus=False,
+            num_threads=num_threads or os.cpu_count() or 1, minloglevel=2,
+        )
+    except RuntimeError as e:
+        raise ValueError(f"train_tokenizer: SentencePiece could not train a {vocab_size}-token vocabulary on this "
+                         f"data ({e}); lower vocab_size or give more text") from e
+    return Tokenizer(model.getvalue())
+
+
+__all__ = ["DEFAULT_SPECIAL_TOKENS", "IM_END", "IM_START", "Tokenizer", "train_tokenizer"]
