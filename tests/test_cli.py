@@ -31,3 +31,28 @@ def test_kv_cache_table_reproduces_the_report(capsys):
     assert "| 64K |" in out and "82.8%" in out
     assert main(["kv-cache", "--no-share", "--window", "8192"]) == 0
     assert "not shared" in capsys.readouterr().out
+
+
+def test_info_paper_preset(capsys):
+    assert main(["info", "--preset", "paper"]) == 0
+    out = capsys.readouterr().out
+    assert "active per token" in out and "82.8%" in out and "vocabulary 100352" in out
+
+
+def test_generate_streams_from_a_saved_model(tmp_path, capsys):
+    import torch
+
+    from yilightning.model import YiLightningConfig, YiLightningForCausalLM
+    from yilightning.tokenizer import train_tokenizer
+
+    tok = train_tokenizer(["hello world, a small test corpus with numbers 123"] * 50 + ["你好世界"] * 50,
+                          vocab_size=300)
+    torch.manual_seed(0)
+    model = YiLightningForCausalLM(YiLightningConfig.preset("tiny", vocab_size=tok.vocab_size, hidden_size=64,
+                                                            num_experts=4, num_experts_per_tok=2))
+    model.save_pretrained(tmp_path)
+    tok.save(tmp_path)
+    assert main(["generate", "--model", str(tmp_path), "--prompt", "hello", "--max-new-tokens", "5"]) == 0
+    tokens = [t for t in model.eval().generate([tok.encode("hello")], 5, stop_token_ids=(tok.eos_id,))[0]
+              if t != tok.eos_id]
+    assert capsys.readouterr().out == "".join(tok.decode([t]) for t in tokens) + "\n"

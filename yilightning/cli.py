@@ -42,6 +42,42 @@ def _kv_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _info(args: argparse.Namespace) -> int:
+    import torch
+
+    from yilightning.layers import kv_cache_table
+    from yilightning.model import YiLightningConfig, YiLightningForCausalLM
+
+    config = YiLightningConfig.preset(args.preset)
+    with torch.device("meta"):  # counts parameters without allocating them
+        counts = YiLightningForCausalLM(config).parameter_counts()
+    print(f"preset {args.preset}: {config.num_hidden_layers} layers, hidden {config.hidden_size}, "
+          f"{config.num_attention_heads}/{config.num_key_value_heads} heads x {config.head_dim}, "
+          f"{config.num_experts} experts (top-{config.num_experts_per_tok}, width {config.moe_intermediate_size}, "
+          f"{config.num_shared_experts} shared), window {config.sliding_window}, vocabulary {config.vocab_size}")
+    print(f"parameters: {counts['total'] / 1e6:,.1f}M total, {counts['active'] / 1e6:,.1f}M active per token\n")
+    print(kv_cache_table(config.kv_layout()))
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    import torch
+
+    from yilightning.model import YiLightningForCausalLM
+    from yilightning.tokenizer import Tokenizer
+
+    tok = Tokenizer.load(args.model)
+    model = YiLightningForCausalLM.from_pretrained(args.model).eval()
+    prompt = tok.encode(args.prompt)
+    with torch.no_grad():
+        for step in model.stream([prompt], args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+                                 top_k=args.top_k, stop_token_ids=(tok.eos_id,), seed=args.seed):
+            if step[0] is not None and step[0] != tok.eos_id:
+                print(tok.decode([step[0]]), end="", flush=True)
+    print()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yilightning", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -58,6 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
     kv.add_argument("--swa-per-full", type=int, default=3, help="sliding-window layers per full layer (default 3)")
     kv.add_argument("--no-share", action="store_true", help="full-attention layers keep their own KV")
     kv.set_defaults(run=_kv_cache)
+    info = sub.add_parser("info", help="parameters, active parameters and the KV-cache table of a preset")
+    info.add_argument("--preset", default="paper", help="tiny, small or paper (default)")
+    info.set_defaults(run=_info)
+    gen = sub.add_parser("generate", help="stream a completion from a saved model folder (with its tokenizer)")
+    gen.add_argument("--model", required=True, help="folder written by save_pretrained + Tokenizer.save")
+    gen.add_argument("--prompt", required=True)
+    gen.add_argument("--max-new-tokens", type=int, default=64)
+    gen.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    gen.add_argument("--top-p", type=float, default=1.0)
+    gen.add_argument("--top-k", type=int, default=0)
+    gen.add_argument("--seed", type=int, default=None)
+    gen.set_defaults(run=_generate)
     return parser
 
 
