@@ -18,11 +18,12 @@ def test_doctor_json(capsys):
     assert info["extension_loaded"] is (_ext.module is not None)
 
 
-def test_quickstart_self_check_passes(capsys):
-    assert main(["quickstart"]) == 0
+def test_quickstart_runs_the_pipeline(capsys, tmp_path):
+    assert main(["quickstart", "--out", str(tmp_path), "--max-steps", "2"]) == 0
     out = capsys.readouterr().out
-    assert "== Self-check" in out and " 0 failed" in out
-    assert "FAIL" not in out
+    assert "== Self-check" in out and " 0 failed" in out and "FAIL" not in out
+    assert "# yilightning quickstart" in out and (tmp_path / "report.md").exists()
+    assert (tmp_path / "model" / "model.safetensors").exists() and (tmp_path / "model" / "tokenizer.model").exists()
 
 
 def test_kv_cache_table_reproduces_the_report(capsys):

@@ -16,7 +16,8 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _quickstart(args: argparse.Namespace) -> int:
-    """Until the tiny pre-training pipeline lands: the build report and the op self-check."""
+    """Build report, op self-check, then the tiny pipeline: corpus, tokenizer, pre-training,
+    samples, report."""
     from yilightning.info import build_info, format_build_info
     from yilightning.selfcheck import format_results, run_self_check
 
@@ -27,7 +28,32 @@ def _quickstart(args: argparse.Namespace) -> int:
     print(format_results(results))
     failed = [r for r in results if not r.ok]
     print(f"\n{len(results) - len(failed)} passed, {len(failed)} failed")
-    return 1 if failed else 0
+    if failed:
+        return 1
+    from yilightning.quickstart import run_quickstart
+    from yilightning.train import PretrainConfig
+
+    cfg = PretrainConfig.from_yaml(args.config) if args.config else PretrainConfig()
+    if args.max_steps:
+        cfg.max_steps = args.max_steps
+    print(f"\n== Tiny pipeline -> {args.out} ==")
+    report = run_quickstart(args.out, config=cfg)
+    print(report.read_text())
+    return 0
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from yilightning.quickstart import prepare_data
+    from yilightning.train import PretrainConfig, pretrain
+
+    cfg = PretrainConfig.from_yaml(args.config)
+    tok, data_dir = prepare_data(Path(args.out))
+    model = pretrain(cfg, data_dir, args.out, tok.vocab_size, resume=args.resume, max_steps=args.max_steps)
+    model.save_pretrained(Path(args.out) / "model")
+    print(f"model saved to {Path(args.out) / 'model'}")
+    return 0
 
 
 def _kv_cache(args: argparse.Namespace) -> int:
@@ -85,7 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
     doctor.set_defaults(run=_doctor)
     quick = sub.add_parser("quickstart", help="the main job on the embedded default")
+    quick.add_argument("--out", default="runs/quickstart", help="run folder (default runs/quickstart)")
+    quick.add_argument("--config", default=None, help="a pretrain YAML (default: PretrainConfig's defaults)")
+    quick.add_argument("--max-steps", type=int, default=None, help="override the number of steps")
     quick.set_defaults(run=_quickstart)
+    pre = sub.add_parser("pretrain", help="pre-train on the embedded corpus from a YAML recipe")
+    pre.add_argument("--config", required=True, help="e.g. configs/pretrain/tiny.yaml")
+    pre.add_argument("--out", default="runs/pretrain", help="run folder: data, metrics.jsonl, checkpoints, model")
+    pre.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
+    pre.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    pre.set_defaults(run=_pretrain)
     kv = sub.add_parser("kv-cache", help="KV-cache memory of the hybrid layout vs full attention, 4K to 128K")
     kv.add_argument("--layers", type=int, default=64, help="decoder layers (default 64)")
     kv.add_argument("--kv-heads", type=int, default=8, help="key/value heads (default 8)")

@@ -137,7 +137,8 @@ def train_tokenizer(texts: Iterable[str] | None = None, *, files: Sequence[str |
         )
     except RuntimeError as e:
         raise ValueError(f"train_tokenizer: SentencePiece could not train a {vocab_size}-token vocabulary on this "
-                         f"data ({e}); lower vocab_size or give more text") from e
+                         f"data ({e}); change vocab_size (it must hold the 256 byte pieces and the distinct "
+                         "characters, and not exceed what the text supports) or give more text") from e
     return Tokenizer(model.getvalue())
 
 

@@ -1,0 +1,89 @@
+import json
+
+import pytest
+import torch
+
+from yilightning.data import PackedDataset, embedded_corpus, math_documents, write_tokens
+from yilightning.quickstart import run_quickstart
+from yilightning.tokenizer import train_tokenizer
+from yilightning.train import PretrainConfig, ScheduleConfig, load_latest, lr_at, pretrain
+
+SMALL_MODEL = dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, num_experts=4,
+                   num_experts_per_tok=2, moe_intermediate_size=32, sliding_window=16)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    texts = [doc.text for doc in math_documents(400)]
+    tok = train_tokenizer(texts, vocab_size=400)
+    write_tokens(tok.encode(texts), d, tok.eos_id)
+    return d, tok
+
+
+def test_schedule_stages():
+    cfg = ScheduleConfig(peak_lr=1.0, warmup_steps=10, stage1_frac=0.5, fast_decay_frac=0.125, final_lr_frac=0.0)
+    lrs = [lr_at(s, 160, cfg) for s in range(160)]
+    assert lrs[0] == (0.1, "warmup") and lrs[9][0] == pytest.approx(1.0)
+    assert lrs[10][1] == "stage1" and lrs[79][0] == pytest.approx(0.5, abs=1e-3)
+    assert {lr for lr, st in lrs if st == "stage2"} == {0.5}
+    fast = [lr for lr, st in lrs if st == "fast_decay"]
+    assert len(fast) == 20 and fast[0] == 0.5 and fast[-1] == pytest.approx(0.0)
+
+
+def test_packed_pieces_keep_document_boundaries(data):
+    d, tok = data
+    ds = PackedDataset(d, seq_len=64)
+    ids, cu = ds.piece(0)
+    assert ids.shape == (64,) and cu[0] == 0 and cu[-1] == 64 and bool((cu[1:] > cu[:-1]).all())
+    eos_positions = (ids == tok.eos_id).nonzero().flatten() + 1  # a document ends after its EOS
+    assert set(eos_positions.tolist()) - {64} <= set(cu.tolist())
+    batch_ids, batch_cu, nxt = next(ds.batches(3))
+    assert batch_ids.shape == (192,) and batch_cu[-1] == 192 and nxt == 3
+
+
+def test_loss_decreases_and_resume_follows_the_same_trajectory(data, tmp_path):
+    d, tok = data
+    cfg = PretrainConfig(model=SMALL_MODEL, seq_len=64, batch_size=2, max_steps=8, log_every=1, checkpoint_every=4,
+                         schedule=ScheduleConfig(peak_lr=3e-3, warmup_steps=2))
+    straight = pretrain(cfg, d, tmp_path / "a", tok.vocab_size, progress=False)
+    pretrain(cfg, d, tmp_path / "b", tok.vocab_size, max_steps=4, progress=False)
+    assert load_latest(tmp_path / "b" / "checkpoints")["step"] == 4
+    resumed = pretrain(cfg, d, tmp_path / "b", tok.vocab_size, resume=True, progress=False)
+    a = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    b = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]  # same losses, step for step
+    for (n, p), q in zip(straight.named_parameters(), resumed.parameters()):
+        assert torch.equal(p, q), n
+    assert a[-1]["lm_loss"] < a[0]["lm_loss"]
+    assert {"step", "loss", "lr", "tokens", "stage"} <= set(a[0])
+
+
+def test_resume_without_checkpoint_and_bad_yaml(data, tmp_path):
+    d, tok = data
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        pretrain(PretrainConfig(model=SMALL_MODEL, seq_len=64), d, tmp_path, tok.vocab_size, resume=True)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("presett: tiny\n")
+    with pytest.raises(ValueError, match="unknown keys"):
+        PretrainConfig.from_yaml(bad)
+
+
+def test_shipped_recipe_loads():
+    cfg = PretrainConfig.from_yaml("configs/pretrain/tiny.yaml")
+    assert cfg.preset == "tiny" and cfg.schedule.warmup_steps == 10
+
+
+def test_embedded_corpus_has_both_sources():
+    docs = embedded_corpus(max_stdlib_docs=50, math_docs=50)
+    sources = {d.source.split(":")[0] for d in docs}
+    assert sources == {"stdlib", "math"} and len(docs) == 100
+    assert any(ch.isdigit() for ch in docs[-1].text)
+
+
+def test_quickstart_pipeline_small(tmp_path):
+    cfg = PretrainConfig(model=SMALL_MODEL, seq_len=64, batch_size=2, max_steps=3, log_every=1)
+    report = run_quickstart(tmp_path, config=cfg, vocab_size=400, stdlib_docs=100, math_docs=200, progress=False)
+    text = report.read_text()
+    assert "trained 3 steps" in text and "## Samples" in text and "| 3 | warmup |" in text
+    assert (tmp_path / "model" / "config.json").exists()

@@ -1,0 +1,68 @@
+"""Tokenised documents -> fixed-length training sequences that keep document boundaries.
+
+Documents (each ending with EOS) are concatenated and cut into pieces of ``seq_len`` tokens;
+every piece carries ``cu_seqlens``, the boundaries of the document fragments inside it, so
+training uses block-causal attention (a fragment never attends to another document). The
+tokens live in one flat memory-mapped file (``tokens.u32``) with document offsets beside it
+(``docs.i64``): a corpus larger than memory works, and a position in it resumes exactly.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+
+def write_tokens(docs: Iterable[list[int]], directory: str | os.PathLike, eos_id: int) -> Path:
+    """Write tokenised documents (EOS appended to each) as ``tokens.u32`` + ``docs.i64``."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    offsets = [0]
+    with open(d / "tokens.u32.tmp", "wb") as f:
+        for ids in docs:
+            arr = np.asarray([*ids, eos_id], dtype=np.uint32)
+            f.write(arr.tobytes())
+            offsets.append(offsets[-1] + arr.size)
+    np.asarray(offsets, dtype=np.int64).tofile(d / "docs.i64.tmp")
+    os.replace(d / "tokens.u32.tmp", d / "tokens.u32")  # the pair appears only when complete
+    os.replace(d / "docs.i64.tmp", d / "docs.i64")
+    return d
+
+
+class PackedDataset:
+    """Fixed-length pieces of a token file, in a seeded random order, resumable by index."""
+
+    def __init__(self, directory: str | os.PathLike, seq_len: int, seed: int = 0) -> None:
+        d = Path(directory)
+        if not (d / "tokens.u32").exists():
+            raise FileNotFoundError(f"PackedDataset: no tokens.u32 in {d}; write it with write_tokens()")
+        self.tokens = np.memmap(d / "tokens.u32", dtype=np.uint32, mode="r")
+        self.doc_starts = np.fromfile(d / "docs.i64", dtype=np.int64)
+        self.seq_len = seq_len
+        self.num_pieces = len(self.tokens) // seq_len
+        if self.num_pieces == 0:
+            raise ValueError(f"PackedDataset: {len(self.tokens)} tokens do not fill one sequence of {seq_len}")
+        self.order = np.random.default_rng(seed).permutation(self.num_pieces)
+
+    def piece(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids [seq_len] int64, cu_seqlens int32) of the i-th piece in the shuffled order."""
+        start = int(self.order[i % self.num_pieces]) * self.seq_len
+        end = start + self.seq_len
+        ids = torch.from_numpy(self.tokens[start:end].astype(np.int64))
+        inner = self.doc_starts[(self.doc_starts > start) & (self.doc_starts < end)] - start
+        cu = torch.tensor([0, *inner.tolist(), self.seq_len], dtype=torch.int32)
+        return ids, cu
+
+    def batches(self, batch_size: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+        """Packed batches from piece ``start`` on: (ids [B*seq_len], cu_seqlens, next start)."""
+        i = start
+        while True:
+            pieces = [self.piece(i + b) for b in range(batch_size)]
+            ids = torch.cat([p[0] for p in pieces])
+            cus = [pieces[0][1]] + [p[1][1:] + b * self.seq_len for b, p in enumerate(pieces) if b > 0]
+            i += batch_size
+            yield ids, torch.cat(cus), i

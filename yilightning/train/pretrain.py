@@ -1,0 +1,125 @@
+"""Pre-training loop: AdamW with gradient accumulation and clipping, the three-stage schedule,
+the MoE aux losses, metrics.jsonl and a progress bar, asynchronous atomic checkpoints, and
+exact resume (model, optimizer, data position and RNG state)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from yilightning.data import PackedDataset
+from yilightning.model import YiLightningConfig, YiLightningForCausalLM
+from yilightning.train.checkpoint import CheckpointWriter, load_latest
+from yilightning.train.schedule import ScheduleConfig, lr_at
+
+
+@dataclass
+class PretrainConfig:
+    preset: str = "tiny"  # model preset
+    model: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's fields
+    seq_len: int = 256  # tokens per packed sequence
+    batch_size: int = 8  # sequences per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    max_steps: int = 240  # optimizer steps (about 4 minutes for the tiny preset on 2 cores)
+    grad_clip: float = 1.0  # max global gradient norm
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    seed: int = 0
+    log_every: int = 10  # steps between metrics.jsonl lines (losses are means over the window)
+    checkpoint_every: int = 60  # steps between checkpoints (and one at the end)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "PretrainConfig":
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+        unknown = set(raw) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        sched = ScheduleConfig(**raw.pop("schedule", {}))
+        if "betas" in raw:
+            raw["betas"] = tuple(raw["betas"])
+        return cls(**raw, schedule=sched)
+
+
+def build_model(cfg: PretrainConfig, vocab_size: int) -> YiLightningForCausalLM:
+    torch.manual_seed(cfg.seed)
+    config = YiLightningConfig.preset(cfg.preset, **{"vocab_size": vocab_size, **cfg.model})
+    return YiLightningForCausalLM(config)
+
+
+def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, vocab_size: int, *,
+             resume: bool = False, max_steps: int | None = None, progress: bool = True) -> YiLightningForCausalLM:
+    """Train from the packed token files in ``data_dir``; write metrics and checkpoints to
+    ``out_dir``. ``max_steps`` stops early (the schedule still spans ``cfg.max_steps``)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "pretrain_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    data = PackedDataset(data_dir, cfg.seq_len, seed=cfg.seed)
+    model = build_model(cfg, vocab_size).train()
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.schedule.peak_lr, betas=cfg.betas)
+    step, data_pos, tokens = 0, 0, 0
+    writer = CheckpointWriter(out / "checkpoints")
+    if resume:
+        state = load_latest(out / "checkpoints")
+        if state is None:
+            raise FileNotFoundError(f"--resume: no checkpoint in {out / 'checkpoints'}")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, data_pos, tokens = state["step"], state["data_pos"], state["tokens"]
+        torch.set_rng_state(state["rng"])
+    stop = min(cfg.max_steps, max_steps or cfg.max_steps)
+    metrics = open(out / "metrics.jsonl", "a")
+    batches = data.batches(cfg.batch_size, start=data_pos)
+    bar = tqdm(total=stop, initial=step, disable=not progress, desc="pretrain", unit="step")
+    t0 = time.perf_counter()
+    window: list[tuple[float, float]] = []  # (lm, aux) of the steps since the last log line
+    try:
+        while step < stop:
+            lr, stage = lr_at(step, cfg.max_steps, cfg.schedule)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            lm, aux = 0.0, 0.0
+            for _ in range(cfg.grad_accum):
+                ids, cu, data_pos = next(batches)
+                out_ = model(ids, labels=ids, cu_seqlens=cu)
+                (out_.loss / cfg.grad_accum).backward()
+                lm += out_.lm_loss.item() / cfg.grad_accum
+                aux += out_.aux_loss.item() / cfg.grad_accum if out_.aux_loss is not None else 0.0
+                tokens += ids.numel()
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip).item()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            if not math.isfinite(lm):
+                raise FloatingPointError(f"pretrain: the loss became {lm} at step {step}; lower the learning rate")
+            rate = tokens / max(time.perf_counter() - t0, 1e-9)
+            bar.set_postfix(loss=f"{lm:.3f}", lr=f"{lr:.2e}", stage=stage, tok_s=f"{rate:.0f}")
+            bar.update(1)
+            window.append((lm, aux))
+            if step % cfg.log_every == 0 or step == stop:
+                lm_mean = sum(w[0] for w in window) / len(window)
+                aux_mean = sum(w[1] for w in window) / len(window)
+                window.clear()
+                metrics.write(json.dumps({"step": step, "loss": lm_mean + aux_mean, "lm_loss": lm_mean,
+                                          "aux_loss": aux_mean, "lr": lr, "stage": stage, "tokens": tokens,
+                                          "grad_norm": norm, "tokens_per_s": rate}) + "\n")
+                metrics.flush()
+            if step % cfg.checkpoint_every == 0 or step == stop:
+                writer.save(step, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                                   "data_pos": data_pos, "tokens": tokens, "rng": torch.get_rng_state()})
+    finally:
+        bar.close()
+        metrics.close()
+        writer.wait()
+    return model.eval()

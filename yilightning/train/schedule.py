@@ -1,0 +1,33 @@
+"""The report's three-stage learning-rate schedule: warm-up, then decay to half of the peak
+(stage 1), a plateau at half of the peak (stage 2, where the data mixture shifts), and a fast
+decay over the last ~12.5% of the steps (stage 3)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass
+class ScheduleConfig:
+    peak_lr: float = 2e-3  # learning rate at the end of warm-up
+    warmup_steps: int = 10  # linear warm-up from 0
+    stage1_frac: float = 0.5  # stage 1 ends here (fraction of all steps): cosine decay to peak/2
+    fast_decay_frac: float = 0.125  # the last fraction of steps: linear decay from peak/2 to final
+    final_lr_frac: float = 0.02  # final learning rate as a fraction of the peak
+
+
+def lr_at(step: int, total_steps: int, cfg: ScheduleConfig) -> tuple[float, str]:
+    """(learning rate, stage name) at ``step`` of ``total_steps``."""
+    peak, half = cfg.peak_lr, cfg.peak_lr / 2
+    s1_end = max(cfg.warmup_steps, int(total_steps * cfg.stage1_frac))
+    fd_start = max(s1_end, int(total_steps * (1 - cfg.fast_decay_frac)))
+    if step < cfg.warmup_steps:
+        return peak * (step + 1) / cfg.warmup_steps, "warmup"
+    if step < s1_end:
+        t = (step - cfg.warmup_steps) / max(1, s1_end - cfg.warmup_steps)
+        return half + (peak - half) * 0.5 * (1 + math.cos(math.pi * t)), "stage1"
+    if step < fd_start:
+        return half, "stage2"
+    t = (step - fd_start) / max(1, total_steps - 1 - fd_start)
+    return half + (cfg.final_lr_frac * peak - half) * min(t, 1.0), "fast_decay"
