@@ -134,6 +134,20 @@ __device__ void probs_and_grads(float (*P)[T + 1], float (*dS)[T + 1], const flo
   }
 }
 
+// For one (query tile, key tile): P = softmax probabilities and dS = P (dO V^T - delta), both
+// recomputed from the loaded tiles; ends with a barrier so every thread may read P and dS.
+template <int DM>
+__device__ void tile_grads(float (*P)[T + 1], float (*dS)[T + 1], const float (*Qs)[DM], const float (*Ks)[DM],
+                           const float (*dOs)[DM], const float (*Vs)[DM], const float* lse_r, const float* delta_r,
+                           float scale, int64_t i0, int64_t i_end, int64_t j0, int64_t j_end, int64_t s0,
+                           int64_t window) {
+  tile_dots<DM>(P, Qs, Ks, scale);
+  tile_dots<DM>(dS, dOs, Vs, 1.f);  // dP
+  __syncthreads();
+  probs_and_grads(P, dS, lse_r, delta_r, i0, i_end, j0, j_end, s0, window);
+  __syncthreads();
+}
+
 template <typename S, int DM>
 __global__ void __launch_bounds__(kThreads)
 dkdv_kernel(const S* __restrict__ q, const S* __restrict__ k, const S* __restrict__ v, const S* __restrict__ dout,
@@ -158,11 +172,7 @@ dkdv_kernel(const S* __restrict__ q, const S* __restrict__ k, const S* __restric
       load_tile<S, DM>(dOs, dout + int64_t(h) * D, i0, i_end, int64_t(Hq) * D, D);
       load_row_stats(lse_r, delta_r, lse, delta, h, N, i0, i_end);
       __syncthreads();
-      tile_dots<DM>(P, Qs, Ks, scale);
-      tile_dots<DM>(dS, dOs, Vs, 1.f);  // dP
-      __syncthreads();
-      probs_and_grads(P, dS, lse_r, delta_r, i0, i_end, j0, j1, s0, window);
-      __syncthreads();
+      tile_grads<DM>(P, dS, Qs, Ks, dOs, Vs, lse_r, delta_r, scale, i0, i_end, j0, j1, s0, window);
 #pragma unroll
       for (int x = 0; x < kCols; ++x) {
         const int c = c_own + x * kPerRow;
@@ -208,11 +218,7 @@ dq_kernel(const S* __restrict__ q, const S* __restrict__ k, const S* __restrict_
     load_tile<S, DM>(Ks, k + int64_t(hk) * D, j0, i1, int64_t(Hk) * D, D);
     load_tile<S, DM>(Vs, v + int64_t(hk) * D, j0, i1, int64_t(Hk) * D, D);
     __syncthreads();
-    tile_dots<DM>(P, Qs, Ks, scale);
-    tile_dots<DM>(dS, dOs, Vs, 1.f);
-    __syncthreads();
-    probs_and_grads(P, dS, lse_r, delta_r, i0, i1, j0, i1, s0, window);
-    __syncthreads();
+    tile_grads<DM>(P, dS, Qs, Ks, dOs, Vs, lse_r, delta_r, scale, i0, i1, j0, i1, s0, window);
 #pragma unroll
     for (int x = 0; x < kCols; ++x) {
       const int c = c_own + x * kPerRow;
