@@ -1,10 +1,10 @@
-import math
-
 import pytest
 import torch
 
 from yilightning import _ext
-from yilightning.ops import attention, attention_reference
+from yilightning.ops import (
+    append_kv, attention, attention_reference, decode_attention, decode_attention_reference, rotary,
+)
 
 needs_ext = pytest.mark.skipif(_ext.module is None, reason=f"extension not loaded: {_ext.load_error}")
 
@@ -145,8 +145,6 @@ def test_compile_fullgraph(device):
 
 
 # ---- decode over a KV cache -------------------------------------------------------------
-
-from yilightning.ops import append_kv, decode_attention, decode_attention_reference, rotary  # noqa: E402
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
