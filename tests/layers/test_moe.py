@@ -92,3 +92,11 @@ def test_bad_configuration_and_input():
         MoE(16, 4, 2, 8)(torch.randn(3, 15))
     with pytest.raises(TypeError, match="Qwen3MoeSparseMoeBlock"):
         MoE.from_hf(nn.Linear(3, 3))
+
+
+def test_inference_skips_the_balancing_losses():
+    moe = MoE(16, 8, 2, 8).eval()
+    with torch.no_grad():
+        out = moe(torch.randn(5, 16))
+    assert out.st.item() == out.ep.item() == out.pep.item() == 0.0
+    assert int(out.tokens_per_expert.sum()) == 10

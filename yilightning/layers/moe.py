@@ -21,7 +21,7 @@ class MoEOutput:
     """What ``MoE.forward`` returns."""
 
     hidden: torch.Tensor  # (..., H) the layer output
-    st: torch.Tensor  # L_ST, all experts, times coef_st
+    st: torch.Tensor  # L_ST, all experts, times coef_st (0 in eval mode without autograd)
     ep: torch.Tensor  # L_EP, mean over expert-parallel groups, times coef_ep
     pep: torch.Tensor  # L_PEP, mean over partitions, times coef_pep
     tokens_per_expert: torch.Tensor  # (E,) int64, for load logging and expert-bias updates
@@ -113,7 +113,10 @@ class MoE(nn.Module):
         x2 = x.reshape(-1, self.hidden_size)  # (T, H)
         logits = self.router(x2)  # (T, E)
         weights, indices, probs = route(logits, self.top_k, expert_bias=self.expert_bias, **self.route_kwargs)
-        st, ep, pep = load_balance_losses(probs, indices, **self.loss_kwargs)
+        if self.training or torch.is_grad_enabled():
+            st, ep, pep = load_balance_losses(probs, indices, **self.loss_kwargs)
+        else:  # inference (e.g. generation): the balancing losses are not needed; skip their cost
+            st = ep = pep = logits.new_zeros((), dtype=torch.float32)
         x_sorted, group_sizes, row_map = permute(x2, indices, self.num_experts)  # (T*k, H)
         y_sorted = expert_ffn(x_sorted, self.w_gate_up, self.w_down, group_sizes, recompute=self.recompute)
         out = unpermute(y_sorted, row_map, weights)  # (T, H)
