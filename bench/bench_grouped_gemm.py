@@ -8,20 +8,16 @@ TFLOP/s is stored per benchmark in the JSON report:
 
 import pytest
 import torch
+from timing import DEVICE, sync
 
 from yilightning.ops import grouped_gemm
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # (rows per expert, experts, K, N); the large case only on a GPU
 CASES = {"fine-gate_up": (192, 64, 1024, 512)}
 if DEVICE == "cuda":
     CASES["2048x8-4096"] = (2048, 8, 4096, 4096)
 DTYPES = [torch.bfloat16] if DEVICE == "cuda" else [torch.float32, torch.bfloat16]
 
-
-def sync() -> None:
-    if DEVICE == "cuda":
-        torch.cuda.synchronize()
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d)[6:])

@@ -7,10 +7,10 @@ DeepSeek-V3-style grouped sigmoid router (256 experts, 8 groups, top-4 groups, t
 
 import pytest
 import torch
+from timing import DEVICE, sync
 
 from yilightning.ops import route
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 CASES = {
     "4096x64-top8-softmax": (4096, 64, 8, dict()),
     "4096x256-top8-sigmoid-groups": (4096, 256, 8, dict(score="sigmoid", n_groups=8, topk_groups=4)),
@@ -40,8 +40,7 @@ def test_route(benchmark, impl, case):
 
     def step():
         fn(logits, k, **kw)
-        if DEVICE == "cuda":
-            torch.cuda.synchronize()
+        sync()
 
     benchmark.group = f"route {case}"
     benchmark(step)

@@ -10,21 +10,17 @@ The op is memory-bound: compare GB/s (bytes moved / time) against the machine's 
 import pytest
 import torch
 import torch.nn.functional as F
+from timing import DEVICE, sync
 
 from yilightning.ops import swiglu
 
 CASES = {"fine-12288x2x256": (12288, 256), "coarse-4096x2x1408": (4096, 1408)}
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def eager(x: torch.Tensor) -> torch.Tensor:
     gate, up = x.chunk(2, dim=-1)
     return F.silu(gate) * up
 
-
-def sync() -> None:
-    if DEVICE == "cuda":
-        torch.cuda.synchronize()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])

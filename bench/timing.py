@@ -1,4 +1,4 @@
-"""Timing shared by the side-by-side benchmark scripts."""
+"""Device choice, synchronisation and timing shared by the benchmarks."""
 
 from __future__ import annotations
 
@@ -6,6 +6,15 @@ import time
 from typing import Callable
 
 import torch
+
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # where the benchmarks run
+
+
+def sync() -> None:
+    """Wait for queued GPU work (a no-op on the CPU), so a timed step includes it."""
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
 
 
 def timed(fn: Callable[[], object], device: str, reps: int) -> float:
