@@ -87,20 +87,73 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    import torch
-
     from yilightning.model import YiLightningForCausalLM
+    from yilightning.model.text import stream_text
     from yilightning.tokenizer import Tokenizer
 
     tok = Tokenizer.load(args.model)
     model = YiLightningForCausalLM.from_pretrained(args.model).eval()
-    prompt = tok.encode(args.prompt)
-    with torch.no_grad():
-        for step in model.stream([prompt], args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
-                                 top_k=args.top_k, stop_token_ids=(tok.eos_id,), seed=args.seed):
-            if step[0] is not None and step[0] != tok.eos_id:
-                print(tok.decode([step[0]]), end="", flush=True)
+    safety = None
+    if args.safety:
+        from yilightning.safety import RAISE
+
+        safety = RAISE()
+    for piece in stream_text(model, tok, args.prompt, max_new_tokens=args.max_new_tokens, safety=safety,
+                             temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, seed=args.seed):
+        print(piece, end="", flush=True)
     print()
+    return 0
+
+
+def _safety_train(args: argparse.Namespace) -> int:
+    from yilightning.safety.classifier import ClassifierConfig, default_path, evaluate_classifier, train_classifier
+
+    clf = train_classifier(ClassifierConfig(seed=args.seed), progress=True)
+    out = args.out or default_path()
+    clf.save(out)
+    print(f"saved {out}; calibrated 'unsafe' threshold {clf.threshold:.3f}\n")
+    iid, acts = evaluate_classifier(clf, "iid", seed=args.seed), evaluate_classifier(clf, "acts", seed=args.seed)
+    print("per category: held-back tenth of the training corpus (i.i.d.) | held-out acts, templates and documents\n")
+    print("| category | P | R | F1 | n | P (unseen acts) | R | F1 | n |\n|---|---|---|---|---|---|---|---|---|")
+    for cat in iid:
+        a, b = iid[cat], acts[cat]
+        print(f"| {cat} | {a['precision']:.2f} | {a['recall']:.2f} | {a['f1']:.2f} | {a['support']} "
+              f"| {b['precision']:.2f} | {b['recall']:.2f} | {b['f1']:.2f} | {b['support']} |")
+    return 0
+
+
+def _safety_eval(args: argparse.Namespace) -> int:
+    from yilightning.safety import RAISE
+    from yilightning.safety.evaluate import evaluate
+
+    engine = RAISE()
+    acts = ("seen", "unseen") if args.acts == "both" else (args.acts,)
+    reports = {a: evaluate(engine, acts=a) for a in acts}
+    if args.json:
+        print(json.dumps({a: {"caught": r.caught, "obfuscated_caught": r.obfuscated_caught,
+                              "false_positive_rate": r.false_positive_rate, "benign_any_flag": r.benign_any_flag,
+                              "mean_latency_ms": r.mean_latency_ms,
+                              "rows": {x.attack: {"cases": x.cases, "flagged": x.flagged} for x in r.red_team + r.benign}}
+                          for a, r in reports.items()}, indent=2))
+        return 0
+    for a, r in reports.items():
+        print(f"## {a} acts ({'training-split acts in held-out attack forms' if a == 'seen' else 'held-out acts'})\n")
+        print(r.table() + "\n")
+    return 0
+
+
+def _safety_check(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from yilightning.safety import RAISE
+
+    engine = RAISE()
+    verdict = engine.check_output(args.text) if args.output else engine.check_input(args.text)
+    if args.json:
+        print(json.dumps(asdict(verdict), indent=2, ensure_ascii=False))
+    else:
+        print(f"{'safe' if verdict.safe else 'unsafe'}: action {verdict.action}, categories "
+              f"{', '.join(verdict.categories) or '-'} {' '.join(verdict.codes)}\nrewritten: {verdict.rewritten}")
     return 0
 
 
@@ -140,7 +193,22 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--top-p", type=float, default=1.0)
     gen.add_argument("--top-k", type=int, default=0)
     gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--safety", action="store_true", help="screen the prompt and guard the output with RAISE")
     gen.set_defaults(run=_generate)
+    st = sub.add_parser("safety-train", help="train the RAISE risk classifier on the generated safety corpus")
+    st.add_argument("--out", default=None, help="where to save it (default: the cache the engine loads from)")
+    st.add_argument("--seed", type=int, default=0)
+    st.set_defaults(run=_safety_train)
+    se = sub.add_parser("safety-eval", help="red-team attack success and benign false positives of RAISE")
+    se.add_argument("--acts", choices=("seen", "unseen", "both"), default="both",
+                    help="harmful acts from the training split in held-out attack forms, held-out acts, or both")
+    se.add_argument("--json", action="store_true")
+    se.set_defaults(run=_safety_eval)
+    sc = sub.add_parser("safety-check", help="RAISE verdict on one text")
+    sc.add_argument("text")
+    sc.add_argument("--output", action="store_true", help="check it as a model output (default: a user input)")
+    sc.add_argument("--json", action="store_true")
+    sc.set_defaults(run=_safety_check)
     return parser
 
 
