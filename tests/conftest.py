@@ -1,12 +1,5 @@
-import os
-from pathlib import Path
-
 import pytest
 import torch
-
-# The safety engine trains its classifier once and caches it; keep the tests' copy in the
-# (git-ignored) build folder so every run after the first, and CI's second pass, reuses it.
-os.environ.setdefault("YL_CACHE_DIR", str(Path(__file__).resolve().parent.parent / "build" / "cache"))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -16,15 +16,26 @@ PROMPTS = ["Return the", "Question: what is 12 + 7? Answer:", "This module provi
 
 
 def prepare_data(out_dir: Path, *, vocab_size: int = 4096, stdlib_docs: int | None = 4000,
-                 math_docs: int = 4000) -> tuple[Tokenizer, Path]:
-    """Embedded corpus -> tokenizer (``out_dir/model``) -> packed tokens (``out_dir/data``);
-    reuses what an earlier run left there."""
+                 math_docs: int = 4000, safety: bool = True) -> tuple[Tokenizer, Path]:
+    """Embedded corpus -> RAISE pre-training filter (unsafe documents dropped, PII masked; its
+    counts go to ``out_dir/data/report.txt``) -> tokenizer (``out_dir/model``) -> packed tokens
+    (``out_dir/data``); reuses what an earlier run left there."""
     model_dir, data_dir = out_dir / "model", out_dir / "data"
     if (model_dir / "tokenizer.model").exists() and (data_dir / "tokens.u32").exists():
         return Tokenizer.load(model_dir), data_dir
-    texts = [d.text for d in embedded_corpus(stdlib_docs, math_docs)]
-    print(f"corpus: {len(texts)} documents, {sum(map(len, texts)) / 1e6:.1f}M characters "
-          "(standard-library docstrings + synthetic arithmetic)")
+    docs = embedded_corpus(stdlib_docs, math_docs)
+    lines = [f"corpus: {len(docs)} documents, {sum(len(d.text) for d in docs) / 1e6:.1f}M characters "
+             "(standard-library docstrings + synthetic arithmetic)"]
+    if safety:
+        from yilightning.safety import filter_corpus
+
+        kept = filter_corpus(docs)
+        docs = list(kept)
+        lines.append(kept.stats.summary())
+    print("\n".join(lines))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "report.txt").write_text("\n".join(lines) + "\n")
+    texts = [d.text for d in docs]
     tok = train_tokenizer(texts, vocab_size=vocab_size)
     tok.save(model_dir)
     write_tokens(tok.encode(texts), data_dir, tok.eos_id)
@@ -56,6 +67,7 @@ def run_quickstart(out_dir: str | Path = "runs/quickstart", *, config: PretrainC
         f"- loss {rows[0]['loss']:.3f} at step {rows[0]['step']} -> {rows[-1]['loss']:.3f} at step {rows[-1]['step']}",
         "", "| step | stage | lr | loss |", "|---|---|---|---|",
         *[f"| {r['step']} | {r['stage']} | {r['lr']:.2e} | {r['loss']:.3f} |" for r in rows],
+        "", "## Data", "", *[f"- {line}" for line in (out / "data" / "report.txt").read_text().splitlines()],
         "", "## Samples (greedy, repetition penalty 1.2)", "",
         *[f"- `{p}` -> `{s!r}`" for p, s in samples],
         "", f"Model and tokenizer: `{out / 'model'}`; metrics: `{out / 'metrics.jsonl'}`.",

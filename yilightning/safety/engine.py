@@ -76,6 +76,16 @@ class GuardedStream:
         return next(self._it)
 
 
+def _remove_spans(text: str, spans: list[tuple[int, int]]) -> str:
+    out, pos = [], 0
+    for start, end in sorted(spans):
+        if start >= pos:
+            out.append(text[pos:start])
+            pos = end
+    out.append(text[pos:])
+    return " ".join("".join(out).split())
+
+
 STOP_MESSAGE = "\n[response stopped by the safety engine]"
 
 
@@ -94,8 +104,9 @@ class RAISE:
         self.unsafe_threshold = self.classifier.threshold if auto else float(self.policy.unsafe_threshold)
 
     # ---- scoring -------------------------------------------------------------------------------
-    def _score(self, text: str, *, decode: bool, normalized: str | None = None) -> tuple[np.ndarray, list[str]]:
-        variants = [normalize(text) if normalized is None else normalized]
+    def _score(self, text: str, *, decode: bool, normalized: str | None = None,
+               extra: tuple[str, ...] = ()) -> tuple[np.ndarray, list[str]]:
+        variants = [normalize(text) if normalized is None else normalized, *extra]
         decoded = decode_payloads(text) if decode else []
         variants += [normalize(d) for d in decoded]
         logits = np.max([self.classifier.logits(v, normalized=True) for v in variants], axis=0)
@@ -116,7 +127,10 @@ class RAISE:
         text = sanitize(text)
         norm = normalize(text)
         injections = find_injections(norm) if is_input else []
-        probs, decoded = self._score(text, decode=is_input, normalized=norm)
+        # also score the text without its injection segments, so a jailbreak preamble cannot
+        # dilute the request it wraps
+        stripped = _remove_spans(norm, [(m.start, m.end) for m in injections]) if injections else None
+        probs, decoded = self._score(text, decode=is_input, normalized=norm, extra=(stripped,) if stripped else ())
         cats = self._flag(probs, jailbreak=bool(injections))
         pii = find_pii(text)
         actions = [self.policy.categories[c].action for c in cats]

@@ -44,24 +44,28 @@ PATTERNS: dict[str, list[str]] = {
         r"(?:解码|解密).{0,20}(?:执行|照做|回答|遵循)",
     ],
 }
-_COMPILED = {kind: [re.compile(p, re.DOTALL) for p in pats] for kind, pats in PATTERNS.items()}  # lower-case input
-_COMPILED_ANY_CASE = {kind: [re.compile(p, re.IGNORECASE | re.DOTALL) for p in pats] for kind, pats in PATTERNS.items()}
-# A pattern can only match where one of these words occurs; a substring test is far cheaper than
-# running twenty regular expressions over every input.
-_TRIGGERS = re.compile(r"ignor|disregard|forget|overrid|bypass|skip|instruction|rule|prompt|you|act as|pretend|role|"
-                       r"dan\b|mode|grand|without|with no|free of|no longer|character|refuse|decod|decrypt|translat|"
-                       r"convert|忽略|无视|忘|不要理会|输出|显示|告诉我|重复|扮演|假装|你现在|从现在|开发者|越狱|拒绝|限制|解码|解密",
-                       re.IGNORECASE)
+# Each pattern can only match where one of its trigger words occurs; a substring test is far
+# cheaper than running the regular expression (same order as PATTERNS).
+TRIGGERS: dict[str, list[tuple[str, ...]]] = {
+    "ignore_instructions": [("ignor", "disregard", "forget", "overrid", "bypass", "skip"), ("new ",),
+                            ("忽略", "无视", "忘记", "忘掉", "不要理会")],
+    "prompt_leak": [("system", "hidden", "initial", "original"), ("系统提示", "系统指令", "初始指令")],
+    "persona": [("dan", "evil", "unfilter", "uncensor", "jailbr", "unrestrict", "amoral", "rogue"),
+                ("anything now", "mode"), ("grand",), ("扮演", "假装", "你现在是", "从现在起你是"), ("开发者模式", "越狱模式")],
+    "no_restrictions": [("without", "with no", "free of", "no longer"), ("character", "refuse"), ("拒绝", "没有任何")],
+    "encoded_payload": [("decod", "decrypt", "translat", "convert"), ("解码", "解密")],
+}
+_COMPILED = [(kind, trig, re.compile(p, re.DOTALL), re.compile(p, re.IGNORECASE | re.DOTALL))
+             for kind, pats in PATTERNS.items() for p, trig in zip(pats, TRIGGERS[kind], strict=True)]
 
 
 def find_injections(text: str, *, lowercase: bool = True) -> list[InjectionMatch]:
     """Every pattern match in ``text``, sorted by position. Run it on ``normalize(text)``
     (lower case); ``lowercase=False`` matches any case (slower)."""
-    if not _TRIGGERS.search(text):
-        return []
-    compiled = _COMPILED if lowercase else _COMPILED_ANY_CASE
+    low = text if lowercase else text.lower()
     out = [InjectionMatch(kind, m.start(), m.end(), m.group(0))
-           for kind, rxs in compiled.items() for rx in rxs for m in rx.finditer(text)]
+           for kind, trig, rx, rx_any in _COMPILED if any(t in low for t in trig)
+           for m in (rx if lowercase else rx_any).finditer(text)]
     return sorted(out, key=lambda m: (m.start, m.end))
 
 
