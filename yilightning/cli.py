@@ -37,7 +37,7 @@ def _quickstart(args: argparse.Namespace) -> int:
     if args.max_steps:
         cfg.max_steps = args.max_steps
     print(f"\n== Tiny pipeline -> {args.out} ==")
-    report = run_quickstart(args.out, config=cfg)
+    report = run_quickstart(args.out, config=cfg, decontaminate=args.decontaminate)
     print(report.read_text())
     return 0
 
@@ -49,7 +49,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     from yilightning.train import PretrainConfig, pretrain
 
     cfg = PretrainConfig.from_yaml(args.config)
-    tok, data_dir = prepare_data(Path(args.out))
+    tok, data_dir = prepare_data(Path(args.out), decontaminate=args.decontaminate)
     model = pretrain(cfg, data_dir, args.out, tok.vocab_size, resume=args.resume, max_steps=args.max_steps)
     model.save_pretrained(Path(args.out) / "model")
     print(f"model saved to {Path(args.out) / 'model'}")
@@ -167,12 +167,16 @@ def build_parser() -> argparse.ArgumentParser:
     quick.add_argument("--out", default="runs/quickstart", help="run folder (default runs/quickstart)")
     quick.add_argument("--config", default=None, help="a pretrain YAML (default: PretrainConfig's defaults)")
     quick.add_argument("--max-steps", type=int, default=None, help="override the number of steps")
+    quick.add_argument("--decontaminate", default=None, metavar="FILE",
+                       help="benchmark text (.jsonl or one example per line): drop documents sharing a 30-word span")
     quick.set_defaults(run=_quickstart)
     pre = sub.add_parser("pretrain", help="pre-train on the embedded corpus from a YAML recipe")
     pre.add_argument("--config", required=True, help="e.g. configs/pretrain/tiny.yaml")
     pre.add_argument("--out", default="runs/pretrain", help="run folder: data, metrics.jsonl, checkpoints, model")
     pre.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     pre.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    pre.add_argument("--decontaminate", default=None, metavar="FILE",
+                     help="benchmark text (.jsonl or one example per line): drop documents sharing a 30-word span")
     pre.set_defaults(run=_pretrain)
     kv = sub.add_parser("kv-cache", help="KV-cache memory of the hybrid layout vs full attention, 4K to 128K")
     kv.add_argument("--layers", type=int, default=64, help="decoder layers (default 64)")

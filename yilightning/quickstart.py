@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from yilightning.data import embedded_corpus, write_tokens
+from yilightning.data import Decontaminator, clean_corpus, embedded_corpus, write_tokens
 from yilightning.tokenizer import Tokenizer, train_tokenizer
 from yilightning.train import PretrainConfig, pretrain
 
@@ -16,9 +16,11 @@ PROMPTS = ["Return the", "Question: what is 12 + 7? Answer:", "This module provi
 
 
 def prepare_data(out_dir: Path, *, vocab_size: int = 4096, stdlib_docs: int | None = 4000,
-                 math_docs: int = 4000, safety: bool = True) -> tuple[Tokenizer, Path]:
-    """Embedded corpus -> RAISE pre-training filter (unsafe documents dropped, PII masked; its
-    counts go to ``out_dir/data/report.txt``) -> tokenizer (``out_dir/model``) -> packed tokens
+                 math_docs: int = 4000, safety: bool = True,
+                 decontaminate: str | Path | None = None) -> tuple[Tokenizer, Path]:
+    """Embedded corpus -> cleaning (quality heuristics, exact and MinHash dedup, decontamination
+    against the benchmark file ``decontaminate``, RAISE's safety filter; the counts go to
+    ``out_dir/data/report.txt``) -> tokenizer (``out_dir/model``) -> packed tokens
     (``out_dir/data``); reuses what an earlier run left there."""
     model_dir, data_dir = out_dir / "model", out_dir / "data"
     if (model_dir / "tokenizer.model").exists() and (data_dir / "tokens.u32").exists():
@@ -26,12 +28,15 @@ def prepare_data(out_dir: Path, *, vocab_size: int = 4096, stdlib_docs: int | No
     docs = embedded_corpus(stdlib_docs, math_docs)
     lines = [f"corpus: {len(docs)} documents, {sum(len(d.text) for d in docs) / 1e6:.1f}M characters "
              "(standard-library docstrings + synthetic arithmetic)"]
+    hook = None
     if safety:
         from yilightning.safety import filter_corpus
 
-        kept = filter_corpus(docs)
-        docs = list(kept)
-        lines.append(kept.stats.summary())
+        hook = filter_corpus
+    cleaned = clean_corpus(docs, decontaminate=Decontaminator.from_file(decontaminate) if decontaminate else None,
+                           hook=hook)
+    docs = list(cleaned)
+    lines += cleaned.report.lines()
     print("\n".join(lines))
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "report.txt").write_text("\n".join(lines) + "\n")
@@ -44,11 +49,12 @@ def prepare_data(out_dir: Path, *, vocab_size: int = 4096, stdlib_docs: int | No
 
 def run_quickstart(out_dir: str | Path = "runs/quickstart", *, config: PretrainConfig | None = None,
                    vocab_size: int = 4096, stdlib_docs: int | None = 4000, math_docs: int = 4000,
-                   progress: bool = True) -> Path:
+                   decontaminate: str | Path | None = None, progress: bool = True) -> Path:
     """Runs the whole tiny pipeline; returns the path of ``report.md``."""
     out = Path(out_dir)
     cfg = config or PretrainConfig()
-    tok, data_dir = prepare_data(out, vocab_size=vocab_size, stdlib_docs=stdlib_docs, math_docs=math_docs)
+    tok, data_dir = prepare_data(out, vocab_size=vocab_size, stdlib_docs=stdlib_docs, math_docs=math_docs,
+                                 decontaminate=decontaminate)
     model = pretrain(cfg, data_dir, out, tok.vocab_size, progress=progress)
     model.save_pretrained(out / "model")
     samples = []

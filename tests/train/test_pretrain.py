@@ -86,5 +86,5 @@ def test_quickstart_pipeline_small(tmp_path):
     report = run_quickstart(tmp_path, config=cfg, vocab_size=400, stdlib_docs=100, math_docs=200, progress=False)
     text = report.read_text()
     assert "trained 3 steps" in text and "## Samples" in text and "| 3 | warmup |" in text
-    assert "## Data" in text and "safety filter: 300 documents" in text
+    assert "## Data" in text and "cleaning: 300 documents" in text and "safety filter:" in text
     assert (tmp_path / "model" / "config.json").exists()
