@@ -11,6 +11,7 @@ import torch
 from yilightning.data import Decontaminator, clean_corpus, embedded_corpus, write_tokens
 from yilightning.tokenizer import Tokenizer, train_tokenizer
 from yilightning.train import PretrainConfig, pretrain
+from yilightning.train.plots import plot_run
 
 PROMPTS = ["Return the", "Question: what is 12 + 7? Answer:", "This module provides"]
 
@@ -63,6 +64,7 @@ def run_quickstart(out_dir: str | Path = "runs/quickstart", *, config: PretrainC
                                                        stop_token_ids=(tok.eos_id,))):
             samples.append((prompt, tok.decode([t for t in gen if t != tok.eos_id])))
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    plots = plot_run(out)
     counts = model.parameter_counts()
     report = [
         "# yilightning quickstart", "",
@@ -73,6 +75,7 @@ def run_quickstart(out_dir: str | Path = "runs/quickstart", *, config: PretrainC
         f"- loss {rows[0]['loss']:.3f} at step {rows[0]['step']} -> {rows[-1]['loss']:.3f} at step {rows[-1]['step']}",
         "", "| step | stage | lr | loss |", "|---|---|---|---|",
         *[f"| {r['step']} | {r['stage']} | {r['lr']:.2e} | {r['loss']:.3f} |" for r in rows],
+        "", *[f"![{p.stem}]({p.name})" for p in plots],
         "", "## Data", "", *[f"- {line}" for line in (out / "data" / "report.txt").read_text().splitlines()],
         "", "## Samples (greedy, repetition penalty 1.2)", "",
         *[f"- `{p}` -> `{s!r}`" for p, s in samples],

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -7,6 +8,7 @@ from yilightning.data import PackedDataset, embedded_corpus, math_documents, wri
 from yilightning.quickstart import run_quickstart
 from yilightning.tokenizer import train_tokenizer
 from yilightning.train import PretrainConfig, ScheduleConfig, load_latest, lr_at, pretrain
+from yilightning.train.plots import plot_run
 
 SMALL_MODEL = dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, num_experts=4,
                    num_experts_per_tok=2, moe_intermediate_size=32, sliding_window=16)
@@ -56,7 +58,55 @@ def test_loss_decreases_and_resume_follows_the_same_trajectory(data, tmp_path):
     for (n, p), q in zip(straight.named_parameters(), resumed.parameters()):
         assert torch.equal(p, q), n
     assert a[-1]["lm_loss"] < a[0]["lm_loss"]
-    assert {"step", "loss", "lr", "tokens", "stage"} <= set(a[0])
+    assert {"step", "loss", "lr", "tokens", "stage", "expert_load"} <= set(a[0])
+    load = a[-1]["expert_load"]  # per MoE layer, the share of routed tokens per expert
+    assert len(load) == straight.config.num_hidden_layers and all(len(x) == 4 for x in load)
+    assert all(abs(sum(x) - 1) < 1e-3 for x in load)
+    paths = plot_run(tmp_path / "a")
+    assert [p.name for p in paths] == ["loss.png", "lr.png", "expert_load.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
+    with pytest.raises(FileNotFoundError, match="no metrics.jsonl"):
+        plot_run(tmp_path / "nowhere")
+
+
+KILLED_RUN = """
+import sys
+from pathlib import Path
+from tests.train.test_pretrain import SMALL_MODEL
+from yilightning.train import PretrainConfig, ScheduleConfig, pretrain
+cfg = PretrainConfig(model=SMALL_MODEL, seq_len=64, batch_size=2, max_steps=30, log_every=1, checkpoint_every=3,
+                     schedule=ScheduleConfig(peak_lr=3e-3, warmup_steps=2))
+pretrain(cfg, Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), resume=len(sys.argv) > 4, progress=False)
+"""
+
+
+def test_sigkill_then_resume_follows_the_uninterrupted_run(data, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    d, tok = data
+    root = Path(__file__).resolve().parents[2]
+    args = [sys.executable, "-c", KILLED_RUN, str(d), str(tmp_path / "killed"), str(tok.vocab_size)]
+    proc = subprocess.Popen(args, cwd=root)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        state = load_latest(tmp_path / "killed" / "checkpoints")
+        if state is not None and state["step"] >= 9:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed; make it longer"
+    os.kill(proc.pid, signal.SIGKILL)  # no cleanup, no flush: like a crashed node
+    proc.wait()
+    subprocess.run(args + ["--resume"], cwd=root, check=True, timeout=300)
+    subprocess.run([sys.executable, "-c", KILLED_RUN, str(d), str(tmp_path / "straight"), str(tok.vocab_size)],
+                   cwd=root, check=True, timeout=300)
+    killed = [json.loads(x) for x in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    straight = [json.loads(x) for x in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in killed] == list(range(1, 31))  # no step lost or logged twice
+    assert [r["loss"] for r in killed] == [r["loss"] for r in straight]
 
 
 def test_resume_without_checkpoint_and_bad_yaml(data, tmp_path):
@@ -87,4 +137,5 @@ def test_quickstart_pipeline_small(tmp_path):
     text = report.read_text()
     assert "trained 3 steps" in text and "## Samples" in text and "| 3 | warmup |" in text
     assert "## Data" in text and "cleaning: 300 documents" in text and "safety filter:" in text
+    assert "![loss](loss.png)" in text and (tmp_path / "expert_load.png").exists()
     assert (tmp_path / "model" / "config.json").exists()

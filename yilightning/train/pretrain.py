@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,6 +56,24 @@ def build_model(cfg: PretrainConfig, vocab_size: int) -> YiLightningForCausalLM:
     return YiLightningForCausalLM(config)
 
 
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drops the rows logged after ``step`` (a run killed after its last checkpoint logged them;
+    the resumed run logs those steps again). Rewritten atomically."""
+    if not path.exists():
+        return
+    rows = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = []
+    for line in rows:
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError):
+            break  # a line cut short by the kill: everything from here on is dropped
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    os.replace(tmp, path)
+
+
 def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, vocab_size: int, *,
              resume: bool = False, max_steps: int | None = None, progress: bool = True) -> YiLightningForCausalLM:
     """Train from the packed token files in ``data_dir``; write metrics and checkpoints to
@@ -78,12 +97,14 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
         opt.load_state_dict(state["optimizer"])
         step, data_pos, tokens = state["step"], state["data_pos"], state["tokens"]
         torch.set_rng_state(state["rng"])
+        _truncate_metrics(out / "metrics.jsonl", step)
     stop = min(cfg.max_steps, max_steps or cfg.max_steps)
     metrics = open(out / "metrics.jsonl", "a")
     batches = data.batches(cfg.batch_size, start=data_pos)
     bar = tqdm(total=stop, initial=step, disable=not progress, desc="pretrain", unit="step")
     t0 = time.perf_counter()
     window: list[tuple[float, float]] = []  # (lm, aux) of the steps since the last log line
+    load: list[torch.Tensor] | None = None  # tokens routed to each expert, per MoE layer, since the last log line
     try:
         while step < stop:
             lr, stage = lr_at(step, cfg.max_steps, cfg.schedule)
@@ -94,6 +115,8 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
                 ids, cu, data_pos = next(batches)
                 out_ = model(ids, labels=ids, cu_seqlens=cu)
                 (out_.loss / cfg.grad_accum).backward()
+                counts = [c.detach().float() for c in out_.tokens_per_expert]
+                load = counts if load is None else [a + b for a, b in zip(load, counts)]
                 lm += out_.lm_loss.item() / cfg.grad_accum
                 aux += out_.aux_loss.item() / cfg.grad_accum if out_.aux_loss is not None else 0.0
                 tokens += ids.numel()
@@ -111,9 +134,12 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
                 lm_mean = sum(w[0] for w in window) / len(window)
                 aux_mean = sum(w[1] for w in window) / len(window)
                 window.clear()
+                expert_load = [[round(x, 4) for x in (c / c.sum().clamp(min=1)).tolist()] for c in load or []]
+                load = None
                 metrics.write(json.dumps({"step": step, "loss": lm_mean + aux_mean, "lm_loss": lm_mean,
                                           "aux_loss": aux_mean, "lr": lr, "stage": stage, "tokens": tokens,
-                                          "grad_norm": norm, "tokens_per_s": rate}) + "\n")
+                                          "grad_norm": norm, "tokens_per_s": rate,
+                                          "expert_load": expert_load}) + "\n")
                 metrics.flush()
             if step % cfg.checkpoint_every == 0 or step == stop:
                 writer.save(step, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
