@@ -49,7 +49,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     from yilightning.train import PretrainConfig, pretrain
 
     cfg = PretrainConfig.from_yaml(args.config)
-    tok, data_dir = prepare_data(Path(args.out), decontaminate=args.decontaminate)
+    tok, data_dir = prepare_data(Path(args.out), decontaminate=args.decontaminate, sources=args.data)
     model = pretrain(cfg, data_dir, args.out, tok.vocab_size, resume=args.resume, max_steps=args.max_steps)
     model.save_pretrained(Path(args.out) / "model")
     print(f"model saved to {Path(args.out) / 'model'}")
@@ -170,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     quick.add_argument("--decontaminate", default=None, metavar="FILE",
                        help="benchmark text (.jsonl or one example per line): drop documents sharing a 30-word span")
     quick.set_defaults(run=_quickstart)
-    pre = sub.add_parser("pretrain", help="pre-train on the embedded corpus from a YAML recipe")
+    pre = sub.add_parser("pretrain", help="pre-train from a YAML recipe on the embedded corpus or your files")
+    pre.add_argument("--data", nargs="+", default=None, metavar="PATH",
+                     help="text/JSONL/Parquet files or folders to train on instead of the embedded corpus")
     pre.add_argument("--config", required=True, help="e.g. configs/pretrain/tiny.yaml")
     pre.add_argument("--out", default="runs/pretrain", help="run folder: data, metrics.jsonl, checkpoints, model")
     pre.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")

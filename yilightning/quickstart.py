@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from yilightning.data import Decontaminator, clean_corpus, embedded_corpus, write_tokens
+from yilightning.data import Decontaminator, clean_corpus, embedded_corpus, read_documents, write_tokens
 from yilightning.tokenizer import Tokenizer, train_tokenizer
 from yilightning.train import PretrainConfig, pretrain
 from yilightning.train.plots import plot_run
@@ -17,18 +17,22 @@ PROMPTS = ["Return the", "Question: what is 12 + 7? Answer:", "This module provi
 
 
 def prepare_data(out_dir: Path, *, vocab_size: int = 4096, stdlib_docs: int | None = 4000,
-                 math_docs: int = 4000, safety: bool = True,
-                 decontaminate: str | Path | None = None) -> tuple[Tokenizer, Path]:
-    """Embedded corpus -> cleaning (quality heuristics, exact and MinHash dedup, decontamination
+                 math_docs: int = 4000, safety: bool = True, decontaminate: str | Path | None = None,
+                 sources: list[str | Path] | None = None) -> tuple[Tokenizer, Path]:
+    """Embedded corpus (or the files and folders in ``sources``: text, JSONL, Parquet) -> cleaning (quality heuristics, exact and MinHash dedup, decontamination
     against the benchmark file ``decontaminate``, RAISE's safety filter; the counts go to
     ``out_dir/data/report.txt``) -> tokenizer (``out_dir/model``) -> packed tokens
     (``out_dir/data``); reuses what an earlier run left there."""
     model_dir, data_dir = out_dir / "model", out_dir / "data"
     if (model_dir / "tokenizer.model").exists() and (data_dir / "tokens.u32").exists():
         return Tokenizer.load(model_dir), data_dir
-    docs = embedded_corpus(stdlib_docs, math_docs)
-    lines = [f"corpus: {len(docs)} documents, {sum(len(d.text) for d in docs) / 1e6:.1f}M characters "
-             "(standard-library docstrings + synthetic arithmetic)"]
+    if sources:
+        docs = read_documents(sources)
+        lines = [f"corpus: {', '.join(map(str, sources))}"]
+    else:
+        docs = embedded_corpus(stdlib_docs, math_docs)
+        lines = [f"corpus: {len(docs)} documents, {sum(len(d.text) for d in docs) / 1e6:.1f}M characters "
+                 "(standard-library docstrings + synthetic arithmetic)"]
     hook = None
     if safety:
         from yilightning.safety import filter_corpus

@@ -5,6 +5,8 @@ from yilightning.data.corpus import Document, embedded_corpus, math_documents, s
 from yilightning.data.filters import (CleanCorpus, DataReport, Decontaminator, MinHashDedup, QualityConfig,
                                       clean_corpus, quality_issue)
 from yilightning.data.packing import PackedDataset, write_tokens
+from yilightning.data.readers import read_documents
 
 __all__ = ["CleanCorpus", "DataReport", "Decontaminator", "Document", "MinHashDedup", "PackedDataset", "QualityConfig",
-           "clean_corpus", "embedded_corpus", "math_documents", "quality_issue", "stdlib_documents", "write_tokens"]
+           "clean_corpus", "embedded_corpus", "math_documents", "quality_issue", "read_documents", "stdlib_documents",
+           "write_tokens"]

@@ -194,7 +194,8 @@ class CleanCorpus:
         stats = getattr(self._hooked, "stats", None)
         if stats is not None and hasattr(stats, "summary"):
             self.report.hook_summary = stats.summary()
-            self.report.dropped["safety"] += getattr(stats, "dropped", 0)
+            if getattr(stats, "dropped", 0):
+                self.report.dropped["safety"] += stats.dropped
 
     def __iter__(self) -> Iterator[Document]:
         return self._it
