@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,36 @@ def test_quickstart_pipeline_small(tmp_path):
     assert "## Data" in text and "cleaning: 300 documents" in text and "safety filter:" in text
     assert "![loss](loss.png)" in text and (tmp_path / "expert_load.png").exists()
     assert (tmp_path / "model" / "config.json").exists()
+
+
+DDP_RUN = """
+import sys
+from pathlib import Path
+from tests.train.test_pretrain import SMALL_MODEL
+from yilightning.train import PretrainConfig, ScheduleConfig, pretrain
+cfg = PretrainConfig(model=SMALL_MODEL, seq_len=64, batch_size=2, grad_accum=int(sys.argv[4]), max_steps=4,
+                     log_every=1, checkpoint_every=2, schedule=ScheduleConfig(peak_lr=3e-3, warmup_steps=2))
+pretrain(cfg, Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), progress=False)
+"""
+
+
+def test_two_process_ddp_matches_gradient_accumulation(data, tmp_path):
+    """torchrun with 2 CPU processes (gloo) takes the micro-batches in turn, so its steps equal a
+    single process accumulating over 2 micro-batches."""
+    import subprocess
+    import sys
+
+    d, tok = data
+    root = Path(__file__).resolve().parents[2]
+    script = tmp_path / "run.py"
+    script.write_text(DDP_RUN)
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                    str(script), str(d), str(tmp_path / "ddp"), str(tok.vocab_size), "1"],
+                   cwd=root, check=True, timeout=300, env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"})
+    subprocess.run([sys.executable, str(script), str(d), str(tmp_path / "single"), str(tok.vocab_size), "2"],
+                   cwd=root, check=True, timeout=300, env={**os.environ, "PYTHONPATH": str(root)})
+    ddp = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    single = [json.loads(x) for x in (tmp_path / "single" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in ddp] == [1, 2, 3, 4] and [r["tokens"] for r in ddp] == [r["tokens"] for r in single]
+    assert [r["loss"] for r in ddp] == pytest.approx([r["loss"] for r in single], rel=1e-4)
+    assert load_latest(tmp_path / "ddp" / "checkpoints")["step"] == 4

@@ -4,6 +4,7 @@ exact resume (model, optimizer, data position and RNG state)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -79,10 +80,16 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
     """Train from the packed token files in ``data_dir``; write metrics and checkpoints to
     ``out_dir``. ``max_steps`` stops early (the schedule still spans ``cfg.max_steps``)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "pretrain_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    rank, world, owns_group = _init_distributed()
+    main = rank == 0
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "pretrain_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     data = PackedDataset(data_dir, cfg.seq_len, seed=cfg.seed)
-    model = build_model(cfg, vocab_size).train()
+    model = build_model(cfg, vocab_size).train()  # seeded: every rank starts from the same weights
+    core = model
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -93,15 +100,16 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
         state = load_latest(out / "checkpoints")
         if state is None:
             raise FileNotFoundError(f"--resume: no checkpoint in {out / 'checkpoints'}")
-        model.load_state_dict(state["model"])
+        core.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, data_pos, tokens = state["step"], state["data_pos"], state["tokens"]
         torch.set_rng_state(state["rng"])
-        _truncate_metrics(out / "metrics.jsonl", step)
+        if main:
+            _truncate_metrics(out / "metrics.jsonl", step)
     stop = min(cfg.max_steps, max_steps or cfg.max_steps)
-    metrics = open(out / "metrics.jsonl", "a")
+    metrics = open(out / "metrics.jsonl", "a") if main else None
     batches = data.batches(cfg.batch_size, start=data_pos)
-    bar = tqdm(total=stop, initial=step, disable=not progress, desc="pretrain", unit="step")
+    bar = tqdm(total=stop, initial=step, disable=not progress or not main, desc="pretrain", unit="step")
     t0 = time.perf_counter()
     window: list[tuple[float, float]] = []  # (lm, aux) of the steps since the last log line
     load: list[torch.Tensor] | None = None  # tokens routed to each expert, per MoE layer, since the last log line
@@ -111,15 +119,25 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
             for group in opt.param_groups:
                 group["lr"] = lr
             lm, aux = 0.0, 0.0
-            for _ in range(cfg.grad_accum):
-                ids, cu, data_pos = next(batches)
-                out_ = model(ids, labels=ids, cu_seqlens=cu)
-                (out_.loss / cfg.grad_accum).backward()
+            for micro in range(cfg.grad_accum):
+                for r in range(world):  # micro-batches go to the ranks in turn: the global order never changes
+                    batch = next(batches)
+                    if r == rank:
+                        ids, cu, _ = batch
+                data_pos = batch[2]
+                sync = micro == cfg.grad_accum - 1 or world == 1
+                with model.no_sync() if not sync else contextlib.nullcontext():
+                    out_ = model(ids, labels=ids, cu_seqlens=cu)
+                    (out_.loss / cfg.grad_accum).backward()
                 counts = [c.detach().float() for c in out_.tokens_per_expert]
                 load = counts if load is None else [a + b for a, b in zip(load, counts)]
                 lm += out_.lm_loss.item() / cfg.grad_accum
                 aux += out_.aux_loss.item() / cfg.grad_accum if out_.aux_loss is not None else 0.0
-                tokens += ids.numel()
+                tokens += ids.numel() * world
+            if world > 1:  # log the mean over ranks
+                both = torch.tensor([lm, aux], dtype=torch.float64)
+                torch.distributed.all_reduce(both)
+                lm, aux = (both / world).tolist()
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip).item()
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -130,7 +148,7 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
             bar.set_postfix(loss=f"{lm:.3f}", lr=f"{lr:.2e}", stage=stage, tok_s=f"{rate:.0f}")
             bar.update(1)
             window.append((lm, aux))
-            if step % cfg.log_every == 0 or step == stop:
+            if main and (step % cfg.log_every == 0 or step == stop):
                 lm_mean = sum(w[0] for w in window) / len(window)
                 aux_mean = sum(w[1] for w in window) / len(window)
                 window.clear()
@@ -141,11 +159,28 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
                                           "grad_norm": norm, "tokens_per_s": rate,
                                           "expert_load": expert_load}) + "\n")
                 metrics.flush()
-            if step % cfg.checkpoint_every == 0 or step == stop:
-                writer.save(step, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+            if main and (step % cfg.checkpoint_every == 0 or step == stop):
+                writer.save(step, {"model": core.state_dict(), "optimizer": opt.state_dict(), "step": step,
                                    "data_pos": data_pos, "tokens": tokens, "rng": torch.get_rng_state()})
     finally:
         bar.close()
-        metrics.close()
+        if metrics is not None:
+            metrics.close()
         writer.wait()
-    return model.eval()
+        if owns_group:
+            torch.distributed.destroy_process_group()
+    return core.eval()
+
+
+def _init_distributed() -> tuple[int, int, bool]:
+    """(rank, world size, whether this call created the process group). Under ``torchrun``
+    (WORLD_SIZE > 1) the group is created with NCCL on GPUs and gloo on CPUs."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), False
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1, False
+    if not dist.is_available():
+        raise RuntimeError("pretrain: WORLD_SIZE > 1 but this torch build has no torch.distributed")
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size(), True
