@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from yilightning.data import Decontaminator, clean_corpus, embedded_corpus, read_documents, write_tokens
+from yilightning.data import (Decontaminator, clean_corpus, embedded_corpus, organize, read_documents,
+                              write_tokens)
 from yilightning.tokenizer import Tokenizer, train_tokenizer
 from yilightning.train import PretrainConfig, pretrain
 from yilightning.train.plots import plot_run
@@ -42,6 +43,9 @@ def prepare_data(out_dir: Path, *, vocab_size: int = 4096, stdlib_docs: int | No
                            hook=hook)
     docs = list(cleaned)
     lines += cleaned.report.lines()
+    organised = organize(docs)
+    docs = organised.docs
+    lines.append(organised.summary())
     print("\n".join(lines))
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "report.txt").write_text("\n".join(lines) + "\n")
