@@ -96,8 +96,9 @@ def test_pretrain_on_user_files(tmp_path, capsys):
     data.write_text("".join(_json.dumps({"text": d.text}) + "\n" for d in embedded_corpus(500, 100)))
     recipe = tmp_path / "r.yaml"
     recipe.write_text("preset: tiny\nmodel: {hidden_size: 64, num_experts: 4, num_experts_per_tok: 2}\n"
-                      "seq_len: 64\nbatch_size: 2\nmax_steps: 2\n")
+                      "seq_len: 64\nbatch_size: 2\nmax_steps: 2\nmixture: {corpus: {stage1: 1, fast_decay: 1}}\n")
     assert main(["pretrain", "--config", str(recipe), "--out", str(tmp_path / "run"), "--data", str(data)]) == 0
     out = capsys.readouterr().out
     assert f"corpus: {data}" in out and "cleaning: 600 documents" in out and "safety filter:" in out
     assert (tmp_path / "run" / "model" / "model.safetensors").exists()
+    assert "sources: corpus (573 documents)" in out and (tmp_path / "run" / "data" / "corpus" / "tokens.u32").exists()

@@ -49,7 +49,8 @@ def _pretrain(args: argparse.Namespace) -> int:
     from yilightning.train import PretrainConfig, pretrain
 
     cfg = PretrainConfig.from_yaml(args.config)
-    tok, data_dir = prepare_data(Path(args.out), decontaminate=args.decontaminate, sources=args.data)
+    tok, data_dir = prepare_data(Path(args.out), decontaminate=args.decontaminate, sources=args.data,
+                                 by_source=bool(cfg.mixture))
     model = pretrain(cfg, data_dir, args.out, tok.vocab_size, resume=args.resume, max_steps=args.max_steps)
     model.save_pretrained(Path(args.out) / "model")
     print(f"model saved to {Path(args.out) / 'model'}")

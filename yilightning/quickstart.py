@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -19,13 +20,16 @@ PROMPTS = ["Return the", "Question: what is 12 + 7? Answer:", "This module provi
 
 def prepare_data(out_dir: Path, *, vocab_size: int = 4096, stdlib_docs: int | None = 4000,
                  math_docs: int = 4000, safety: bool = True, decontaminate: str | Path | None = None,
-                 sources: list[str | Path] | None = None) -> tuple[Tokenizer, Path]:
+                 sources: list[str | Path] | None = None, by_source: bool = False) -> tuple[Tokenizer, Path]:
     """Embedded corpus (or the files and folders in ``sources``: text, JSONL, Parquet) -> cleaning (quality heuristics, exact and MinHash dedup, decontamination
     against the benchmark file ``decontaminate``, RAISE's safety filter; the counts go to
     ``out_dir/data/report.txt``) -> tokenizer (``out_dir/model``) -> packed tokens
-    (``out_dir/data``); reuses what an earlier run left there."""
+    (``out_dir/data``, or one sub-folder per source with ``by_source``, for a data mixture: the
+    embedded corpus has ``stdlib`` and ``math``; files are named by their stem); reuses what an
+    earlier run left there."""
     model_dir, data_dir = out_dir / "model", out_dir / "data"
-    if (model_dir / "tokenizer.model").exists() and (data_dir / "tokens.u32").exists():
+    done = data_dir / ("sources.json" if by_source else "tokens.u32")
+    if (model_dir / "tokenizer.model").exists() and done.exists():
         return Tokenizer.load(model_dir), data_dir
     if sources:
         docs = read_documents(sources)
@@ -52,8 +56,24 @@ def prepare_data(out_dir: Path, *, vocab_size: int = 4096, stdlib_docs: int | No
     texts = [d.text for d in docs]
     tok = train_tokenizer(texts, vocab_size=vocab_size)
     tok.save(model_dir)
-    write_tokens(tok.encode(texts), data_dir, tok.eos_id)
+    if not by_source:
+        write_tokens(tok.encode(texts), data_dir, tok.eos_id)
+        return tok, data_dir
+    groups: dict[str, list[str]] = {}
+    for d in docs:
+        groups.setdefault(source_name(d), []).append(d.text)
+    for name, group in groups.items():
+        write_tokens(tok.encode(group), data_dir / name, tok.eos_id)
+    done.write_text(json.dumps({n: len(g) for n, g in groups.items()}))
+    print("sources: " + ", ".join(f"{n} ({len(g)} documents)" for n, g in groups.items()))
     return tok, data_dir
+
+
+def source_name(doc) -> str:
+    """The mixture source of a document: ``stdlib`` / ``math`` for the embedded corpus, the
+    file's stem for files read with ``read_documents``."""
+    head = re.split(r"[:#]", doc.source, maxsplit=1)[0]
+    return Path(head).name.split(".")[0] or "default"
 
 
 def run_quickstart(out_dir: str | Path = "runs/quickstart", *, config: PretrainConfig | None = None,

@@ -173,3 +173,22 @@ def test_two_process_ddp_matches_gradient_accumulation(data, tmp_path):
     assert [r["step"] for r in ddp] == [1, 2, 3, 4] and [r["tokens"] for r in ddp] == [r["tokens"] for r in single]
     assert [r["loss"] for r in ddp] == pytest.approx([r["loss"] for r in single], rel=1e-4)
     assert load_latest(tmp_path / "ddp" / "checkpoints")["step"] == 4
+
+
+def test_mixture_shifts_toward_the_high_quality_source_and_resumes(tmp_path):
+    texts = [d.text for d in embedded_corpus(150, 300)]
+    tok = train_tokenizer(texts, vocab_size=400)
+    for name, docs in (("stdlib", texts[:150]), ("math", texts[150:])):
+        write_tokens(tok.encode(docs), tmp_path / "data" / name, tok.eos_id)
+    cfg = PretrainConfig(model=SMALL_MODEL, seq_len=64, batch_size=2, max_steps=16, log_every=1, checkpoint_every=8,
+                         schedule=ScheduleConfig(peak_lr=3e-3, warmup_steps=2),
+                         mixture={"stdlib": {"stage1": 0.9, "fast_decay": 0.1}, "math": {"stage1": 0.1, "fast_decay": 0.9}})
+    pretrain(cfg, tmp_path / "data", tmp_path / "a", tok.vocab_size, progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["mixture"] == {"math": 0.1, "stdlib": 0.9} and rows[-1]["mixture"] == {"math": 0.9, "stdlib": 0.1}
+    mid = [r["mixture"]["math"] for r in rows if r["stage"] == "stage2"]
+    assert mid == sorted(mid) and 0.1 <= mid[0] < mid[-1] <= 0.9  # the gradual shift
+    pretrain(cfg, tmp_path / "data", tmp_path / "b", tok.vocab_size, max_steps=8, progress=False)
+    pretrain(cfg, tmp_path / "data", tmp_path / "b", tok.vocab_size, resume=True, progress=False)
+    resumed = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in rows]

@@ -290,6 +290,9 @@ def default_classifier(path: str | Path | None = None) -> NgramClassifier:
     path = Path(path) if path is not None else default_path()
     if path.exists():
         return NgramClassifier.load(path)
-    clf = train_classifier()
+    import sys
+
+    print(f"RAISE: training the risk classifier (first use, about a minute; cached at {path})", file=sys.stderr)
+    clf = train_classifier(progress=True)
     clf.save(path)
     return clf

@@ -18,9 +18,10 @@ import yaml
 from tqdm import tqdm
 
 from yilightning.data import PackedDataset
+from yilightning.data.mixture import MixtureDataset, mixture_weights
 from yilightning.model import YiLightningConfig, YiLightningForCausalLM
 from yilightning.train.checkpoint import CheckpointWriter, load_latest
-from yilightning.train.schedule import ScheduleConfig, lr_at
+from yilightning.train.schedule import ScheduleConfig, lr_at, stage2_progress
 
 
 @dataclass
@@ -38,6 +39,10 @@ class PretrainConfig:
     log_every: int = 10  # steps between metrics.jsonl lines (losses are means over the window)
     checkpoint_every: int = 60  # steps between checkpoints (and one at the end)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    # per data source (a sub-folder of the data folder), its weight per stage: {"stage1": w,
+    # "fast_decay": w} (stage 2 shifts gradually between them unless "stage2" is given); empty:
+    # one source, no mixture
+    mixture: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "PretrainConfig":
@@ -85,7 +90,8 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
     if main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "pretrain_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    data = PackedDataset(data_dir, cfg.seq_len, seed=cfg.seed)
+    data = (MixtureDataset(data_dir, cfg.seq_len, cfg.mixture, seed=cfg.seed) if cfg.mixture
+            else PackedDataset(data_dir, cfg.seq_len, seed=cfg.seed))
     model = build_model(cfg, vocab_size).train()  # seeded: every rank starts from the same weights
     core = model
     if world > 1:
@@ -94,7 +100,7 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.schedule.peak_lr, betas=cfg.betas)
-    step, data_pos, tokens = 0, 0, 0
+    step, data_pos, tokens = 0, (None if cfg.mixture else 0), 0
     writer = CheckpointWriter(out / "checkpoints")
     if resume:
         state = load_latest(out / "checkpoints")
@@ -108,7 +114,14 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
             _truncate_metrics(out / "metrics.jsonl", step)
     stop = min(cfg.max_steps, max_steps or cfg.max_steps)
     metrics = open(out / "metrics.jsonl", "a") if main else None
-    batches = data.batches(cfg.batch_size, start=data_pos)
+    per_step = cfg.grad_accum * world  # micro-batches per optimizer step, over all ranks
+
+    def stage_at(batch: int) -> tuple[str, float]:
+        s = batch // per_step
+        return lr_at(s, cfg.max_steps, cfg.schedule)[1], stage2_progress(s, cfg.max_steps, cfg.schedule)
+
+    batches = (data.batches(cfg.batch_size, data_pos, stage_at) if cfg.mixture
+               else data.batches(cfg.batch_size, start=data_pos))
     bar = tqdm(total=stop, initial=step, disable=not progress or not main, desc="pretrain", unit="step")
     t0 = time.perf_counter()
     window: list[tuple[float, float]] = []  # (lm, aux) of the steps since the last log line
@@ -157,7 +170,11 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
                 metrics.write(json.dumps({"step": step, "loss": lm_mean + aux_mean, "lm_loss": lm_mean,
                                           "aux_loss": aux_mean, "lr": lr, "stage": stage, "tokens": tokens,
                                           "grad_norm": norm, "tokens_per_s": rate,
-                                          "expert_load": expert_load}) + "\n")
+                                          "expert_load": expert_load,
+                                          **({"mixture": {k: round(v, 4) for k, v in mixture_weights(
+                                              cfg.mixture, stage, stage2_progress(step - 1, cfg.max_steps,
+                                                                                  cfg.schedule)).items()}}
+                                             if cfg.mixture else {})}) + "\n")
                 metrics.flush()
             if main and (step % cfg.checkpoint_every == 0 or step == stop):
                 writer.save(step, {"model": core.state_dict(), "optimizer": opt.state_dict(), "step": step,

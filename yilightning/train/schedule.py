@@ -17,11 +17,22 @@ class ScheduleConfig:
     final_lr_frac: float = 0.02  # final learning rate as a fraction of the peak
 
 
+def stage_bounds(total_steps: int, cfg: ScheduleConfig) -> tuple[int, int]:
+    """(first step of stage 2, first step of the fast decay)."""
+    s1_end = max(cfg.warmup_steps, int(total_steps * cfg.stage1_frac))
+    return s1_end, max(s1_end, int(total_steps * (1 - cfg.fast_decay_frac)))
+
+
+def stage2_progress(step: int, total_steps: int, cfg: ScheduleConfig) -> float:
+    """How far stage 2 has run at ``step``, in [0, 1] (drives the gradual mixture shift)."""
+    s1_end, fd_start = stage_bounds(total_steps, cfg)
+    return min(max((step - s1_end) / max(1, fd_start - s1_end), 0.0), 1.0)
+
+
 def lr_at(step: int, total_steps: int, cfg: ScheduleConfig) -> tuple[float, str]:
     """(learning rate, stage name) at ``step`` of ``total_steps``."""
     peak, half = cfg.peak_lr, cfg.peak_lr / 2
-    s1_end = max(cfg.warmup_steps, int(total_steps * cfg.stage1_frac))
-    fd_start = max(s1_end, int(total_steps * (1 - cfg.fast_decay_frac)))
+    s1_end, fd_start = stage_bounds(total_steps, cfg)
     if step < cfg.warmup_steps:
         return peak * (step + 1) / cfg.warmup_steps, "warmup"
     if step < s1_end:

@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+
+from yilightning.data import math_documents, write_tokens
+from yilightning.data.mixture import MixtureDataset, mixture_weights
+
+W = {"web": {"stage1": 0.8, "fast_decay": 0.2}, "hq": {"stage1": 0.2, "fast_decay": 0.8}}
+
+
+def test_weights_follow_the_stages():
+    assert mixture_weights(W, "warmup") == mixture_weights(W, "stage1") == pytest.approx({"web": 0.8, "hq": 0.2})
+    assert mixture_weights(W, "stage2", 0.5) == pytest.approx({"web": 0.5, "hq": 0.5})  # gradual shift
+    assert mixture_weights(W, "fast_decay") == pytest.approx({"web": 0.2, "hq": 0.8})
+    assert mixture_weights({"a": {"stage1": 1, "stage2": 3, "fast_decay": 1}, "b": {"stage1": 1}}, "stage2", 0.9) \
+        == pytest.approx({"a": 0.75, "b": 0.25})
+    with pytest.raises(ValueError, match="unknown stage"):
+        mixture_weights(W, "stage9")
+    with pytest.raises(ValueError, match="sum to 0"):
+        mixture_weights({"a": {"stage1": 0}}, "stage1")
+
+
+@pytest.fixture
+def two_sources(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("web", "hq"):
+        write_tokens([rng.integers(4, 100, 50).tolist() for _ in range(40)], tmp_path / name, eos_id=3)
+    return tmp_path
+
+
+def test_sampling_matches_the_weights_and_resumes(two_sources):
+    data = MixtureDataset(two_sources, 16, W, seed=0)
+    stage = lambda g: ("stage1", 0.0) if g < 400 else ("fast_decay", 0.0)  # noqa: E731
+    it = data.batches(2, None, stage)
+    picks = [next(it)[2] for _ in range(800)]
+    early = np.mean([p["source"] == "web" for p in picks[:400]])
+    late = np.mean([p["source"] == "web" for p in picks[400:]])
+    assert 0.72 < early < 0.88 and 0.12 < late < 0.28
+    again = data.batches(2, picks[99], stage)  # resume from the state after batch 100
+    a, b = next(again), next(MixtureDataset(two_sources, 16, W, seed=0).batches(2, picks[99], stage))
+    assert a[2] == picks[100] and b[2] == picks[100] and a[0].equal(b[0])
+
+
+def test_bad_mixtures(two_sources, tmp_path):
+    with pytest.raises(ValueError, match="no source \\['books'\\]"):
+        MixtureDataset(two_sources, 16, {"books": {"stage1": 1}})
+    with pytest.raises(FileNotFoundError, match="no source folders"):
+        MixtureDataset(tmp_path / "empty", 16, W)
