@@ -192,3 +192,38 @@ def test_mixture_shifts_toward_the_high_quality_source_and_resumes(tmp_path):
     pretrain(cfg, tmp_path / "data", tmp_path / "b", tok.vocab_size, resume=True, progress=False)
     resumed = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [r["loss"] for r in resumed] == [r["loss"] for r in rows]
+
+
+def test_batch_size_controller():
+    from yilightning.train.schedule import BatchSizeController, DynamicBatchConfig
+
+    c = BatchSizeController(DynamicBatchConfig(enabled=True, max_accum=4, window=2, min_improvement=0.05), 1)
+    for loss in (5.0, 5.0, 3.0, 3.0):  # improving by 40%: stays
+        assert c.update(loss, "stage2") == 1
+    for loss in (2.99, 2.99):  # a plateau: doubles
+        c.update(loss, "stage2")
+    assert c.accum == 2
+    assert c.update(0.1, "stage1") == 2 and c.update(9.0, "fast_decay") == 2  # only stage 2 decides
+    again = BatchSizeController(DynamicBatchConfig(enabled=True, max_accum=4, window=2), 1)
+    again.load_state_dict(c.state_dict())
+    assert again.state_dict() == c.state_dict()
+    with pytest.raises(ValueError, match="max_accum >= grad_accum"):
+        BatchSizeController(DynamicBatchConfig(enabled=True, max_accum=1), 2)
+
+
+def test_dynamic_batch_grows_on_a_plateau_and_resumes(data, tmp_path):
+    from yilightning.train.schedule import DynamicBatchConfig
+
+    d, tok = data
+    cfg = PretrainConfig(model=SMALL_MODEL, seq_len=64, batch_size=2, max_steps=16, log_every=1, checkpoint_every=9,
+                         schedule=ScheduleConfig(peak_lr=3e-3, warmup_steps=2),
+                         dynamic_batch=DynamicBatchConfig(enabled=True, max_accum=4, window=2, min_improvement=1.0))
+    pretrain(cfg, d, tmp_path / "a", tok.vocab_size, progress=False)
+    a = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    accum = [r["grad_accum"] for r in a]
+    assert accum[:9] == [1] * 9 and accum[-1] == 4 and accum == sorted(accum)  # grows in stage 2 only
+    assert a[-1]["tokens"] - a[-2]["tokens"] == 4 * 2 * 64
+    pretrain(cfg, d, tmp_path / "b", tok.vocab_size, max_steps=11, progress=False)
+    pretrain(cfg, d, tmp_path / "b", tok.vocab_size, resume=True, progress=False)
+    b = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in b] == [r["loss"] for r in a] and [r["grad_accum"] for r in b] == accum

@@ -21,7 +21,8 @@ from yilightning.data import PackedDataset
 from yilightning.data.mixture import MixtureDataset, mixture_weights
 from yilightning.model import YiLightningConfig, YiLightningForCausalLM
 from yilightning.train.checkpoint import CheckpointWriter, load_latest
-from yilightning.train.schedule import ScheduleConfig, lr_at, stage2_progress
+from yilightning.train.schedule import (BatchSizeController, DynamicBatchConfig, ScheduleConfig, lr_at,
+                                       stage2_progress)
 
 
 @dataclass
@@ -43,6 +44,7 @@ class PretrainConfig:
     # "fast_decay": w} (stage 2 shifts gradually between them unless "stage2" is given); empty:
     # one source, no mixture
     mixture: dict[str, dict[str, float]] = field(default_factory=dict)
+    dynamic_batch: DynamicBatchConfig = field(default_factory=DynamicBatchConfig)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "PretrainConfig":
@@ -51,9 +53,10 @@ class PretrainConfig:
         if unknown:
             raise ValueError(f"{path}: unknown keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
         sched = ScheduleConfig(**raw.pop("schedule", {}))
+        dyn = DynamicBatchConfig(**raw.pop("dynamic_batch", {}))
         if "betas" in raw:
             raw["betas"] = tuple(raw["betas"])
-        return cls(**raw, schedule=sched)
+        return cls(**raw, schedule=sched, dynamic_batch=dyn)
 
 
 def build_model(cfg: PretrainConfig, vocab_size: int) -> YiLightningForCausalLM:
@@ -101,6 +104,7 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.schedule.peak_lr, betas=cfg.betas)
     step, data_pos, tokens = 0, (None if cfg.mixture else 0), 0
+    batch_size = BatchSizeController(cfg.dynamic_batch, cfg.grad_accum)
     writer = CheckpointWriter(out / "checkpoints")
     if resume:
         state = load_latest(out / "checkpoints")
@@ -109,16 +113,15 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
         core.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, data_pos, tokens = state["step"], state["data_pos"], state["tokens"]
+        if "batch_size" in state:  # checkpoints from before dynamic batch sizes lack it
+            batch_size.load_state_dict(state["batch_size"])
         torch.set_rng_state(state["rng"])
         if main:
             _truncate_metrics(out / "metrics.jsonl", step)
     stop = min(cfg.max_steps, max_steps or cfg.max_steps)
     metrics = open(out / "metrics.jsonl", "a") if main else None
-    per_step = cfg.grad_accum * world  # micro-batches per optimizer step, over all ranks
-
-    def stage_at(batch: int) -> tuple[str, float]:
-        s = batch // per_step
-        return lr_at(s, cfg.max_steps, cfg.schedule)[1], stage2_progress(s, cfg.max_steps, cfg.schedule)
+    def stage_at(batch: int) -> tuple[str, float]:  # batches are drawn lazily, during the current step
+        return lr_at(step, cfg.max_steps, cfg.schedule)[1], stage2_progress(step, cfg.max_steps, cfg.schedule)
 
     batches = (data.batches(cfg.batch_size, data_pos, stage_at) if cfg.mixture
                else data.batches(cfg.batch_size, start=data_pos))
@@ -132,20 +135,21 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
             for group in opt.param_groups:
                 group["lr"] = lr
             lm, aux = 0.0, 0.0
-            for micro in range(cfg.grad_accum):
+            accum = batch_size.accum
+            for micro in range(accum):
                 for r in range(world):  # micro-batches go to the ranks in turn: the global order never changes
                     batch = next(batches)
                     if r == rank:
                         ids, cu, _ = batch
                 data_pos = batch[2]
-                sync = micro == cfg.grad_accum - 1 or world == 1
+                sync = micro == accum - 1 or world == 1
                 with model.no_sync() if not sync else contextlib.nullcontext():
                     out_ = model(ids, labels=ids, cu_seqlens=cu)
-                    (out_.loss / cfg.grad_accum).backward()
+                    (out_.loss / accum).backward()
                 counts = [c.detach().float() for c in out_.tokens_per_expert]
                 load = counts if load is None else [a + b for a, b in zip(load, counts)]
-                lm += out_.lm_loss.item() / cfg.grad_accum
-                aux += out_.aux_loss.item() / cfg.grad_accum if out_.aux_loss is not None else 0.0
+                lm += out_.lm_loss.item() / accum
+                aux += out_.aux_loss.item() / accum if out_.aux_loss is not None else 0.0
                 tokens += ids.numel() * world
             if world > 1:  # log the mean over ranks
                 both = torch.tensor([lm, aux], dtype=torch.float64)
@@ -161,6 +165,7 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
             bar.set_postfix(loss=f"{lm:.3f}", lr=f"{lr:.2e}", stage=stage, tok_s=f"{rate:.0f}")
             bar.update(1)
             window.append((lm, aux))
+            batch_size.update(lm + aux, stage)  # every rank sees the same (all-reduced) loss
             if main and (step % cfg.log_every == 0 or step == stop):
                 lm_mean = sum(w[0] for w in window) / len(window)
                 aux_mean = sum(w[1] for w in window) / len(window)
@@ -170,7 +175,7 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
                 metrics.write(json.dumps({"step": step, "loss": lm_mean + aux_mean, "lm_loss": lm_mean,
                                           "aux_loss": aux_mean, "lr": lr, "stage": stage, "tokens": tokens,
                                           "grad_norm": norm, "tokens_per_s": rate,
-                                          "expert_load": expert_load,
+                                          "expert_load": expert_load, "grad_accum": accum,
                                           **({"mixture": {k: round(v, 4) for k, v in mixture_weights(
                                               cfg.mixture, stage, stage2_progress(step - 1, cfg.max_steps,
                                                                                   cfg.schedule)).items()}}
@@ -178,7 +183,8 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
                 metrics.flush()
             if main and (step % cfg.checkpoint_every == 0 or step == stop):
                 writer.save(step, {"model": core.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                                   "data_pos": data_pos, "tokens": tokens, "rng": torch.get_rng_state()})
+                                   "data_pos": data_pos, "tokens": tokens, "batch_size": batch_size.state_dict(),
+                                   "rng": torch.get_rng_state()})
     finally:
         bar.close()
         if metrics is not None:

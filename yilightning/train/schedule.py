@@ -42,3 +42,44 @@ def lr_at(step: int, total_steps: int, cfg: ScheduleConfig) -> tuple[float, str]
         return half, "stage2"
     t = (step - fd_start) / max(1, total_steps - 1 - fd_start)
     return half + (cfg.final_lr_frac * peak - half) * min(t, 1.0), "fast_decay"
+
+
+@dataclass
+class DynamicBatchConfig:
+    enabled: bool = False  # grow the batch in stage 2 when the loss stops improving (the report's mid-training)
+    max_accum: int = 4  # gradient-accumulation steps never grow past this
+    window: int = 20  # optimizer steps per loss window
+    min_improvement: float = 0.01  # relative drop of the window-mean loss below which the batch doubles
+
+
+class BatchSizeController:
+    """Doubles gradient accumulation (the effective batch) during stage 2 each time the mean loss
+    of a window of steps improved by less than ``min_improvement`` over the previous window.
+    Its state goes into checkpoints, so a resumed run makes the same decisions."""
+
+    def __init__(self, cfg: DynamicBatchConfig, accum: int) -> None:
+        if cfg.enabled and (cfg.window < 1 or cfg.max_accum < accum):
+            raise ValueError(f"dynamic_batch: window must be >= 1 and max_accum >= grad_accum ({accum}), "
+                             f"got window={cfg.window}, max_accum={cfg.max_accum}")
+        self.cfg, self.accum = cfg, accum
+        self.losses: list[float] = []
+        self.previous: float | None = None
+
+    def update(self, loss: float, stage: str) -> int:
+        """Feeds one step's loss; returns the accumulation for the next step."""
+        if not self.cfg.enabled or stage != "stage2":
+            return self.accum
+        self.losses.append(loss)
+        if len(self.losses) == self.cfg.window:
+            mean = sum(self.losses) / len(self.losses)
+            self.losses = []
+            if self.previous is not None and (self.previous - mean) / abs(self.previous) < self.cfg.min_improvement:
+                self.accum = min(self.accum * 2, self.cfg.max_accum)
+            self.previous = mean
+        return self.accum
+
+    def state_dict(self) -> dict:
+        return {"accum": self.accum, "losses": list(self.losses), "previous": self.previous}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.accum, self.losses, self.previous = state["accum"], list(state["losses"]), state["previous"]
