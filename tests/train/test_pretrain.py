@@ -227,3 +227,24 @@ def test_dynamic_batch_grows_on_a_plateau_and_resumes(data, tmp_path):
     pretrain(cfg, d, tmp_path / "b", tok.vocab_size, resume=True, progress=False)
     b = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [r["loss"] for r in b] == [r["loss"] for r in a] and [r["grad_accum"] for r in b] == accum
+
+
+def test_long_context_extension_raises_rope_and_sequence_length(data, tmp_path):
+    from yilightning.train.pretrain import LongContextConfig
+
+    d, tok = data
+    cfg = PretrainConfig(model=SMALL_MODEL, seq_len=64, batch_size=2, max_steps=6, log_every=1, checkpoint_every=8,
+                         schedule=ScheduleConfig(peak_lr=3e-3, warmup_steps=2),
+                         long_context=LongContextConfig(steps=4, seq_len=256, batch_size=1, rope_theta=50_000.0,
+                                                        lr=5e-4))
+    model = pretrain(cfg, d, tmp_path / "a", tok.vocab_size, progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in rows][-5:] == ["fast_decay", "long_context", "long_context", "long_context",
+                                              "long_context"]
+    assert rows[-1]["tokens"] - rows[-2]["tokens"] == 256 and rows[-1]["lr"] == 5e-4
+    assert model.config.rope_theta == 50_000.0
+    assert {m.rope_base for m in model.modules() if hasattr(m, "rope_base")} == {50_000.0}
+    pretrain(cfg, d, tmp_path / "b", tok.vocab_size, max_steps=8, progress=False)  # stops inside the extension
+    pretrain(cfg, d, tmp_path / "b", tok.vocab_size, resume=True, progress=False)
+    resumed = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in rows]

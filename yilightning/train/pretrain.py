@@ -26,6 +26,20 @@ from yilightning.train.schedule import (BatchSizeController, DynamicBatchConfig,
 
 
 @dataclass
+class LongContextConfig:
+    """The report's long-context extension, run after the fast decay."""
+
+    steps: int = 0  # optimizer steps of the extension (0: none)
+    seq_len: int = 1024  # tokens per packed sequence in the extension
+    batch_size: int = 2  # sequences per step
+    rope_theta: float = 0.0  # RoPE base from the extension on (0: 8x the model's)
+    lr: float = 1e-4  # constant learning rate of the extension
+    length_bins: dict[float, float] = field(default_factory=lambda: {0.0: 1.0, 0.5: 3.0, 1.0: 6.0})  # doc length
+    # (fraction of seq_len) -> sampling weight: long documents are up-sampled
+    source: str = ""  # with a data mixture: the source to read (default: the first)
+
+
+@dataclass
 class PretrainConfig:
     preset: str = "tiny"  # model preset
     model: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's fields
@@ -45,6 +59,7 @@ class PretrainConfig:
     # one source, no mixture
     mixture: dict[str, dict[str, float]] = field(default_factory=dict)
     dynamic_batch: DynamicBatchConfig = field(default_factory=DynamicBatchConfig)
+    long_context: LongContextConfig = field(default_factory=LongContextConfig)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "PretrainConfig":
@@ -54,9 +69,10 @@ class PretrainConfig:
             raise ValueError(f"{path}: unknown keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
         sched = ScheduleConfig(**raw.pop("schedule", {}))
         dyn = DynamicBatchConfig(**raw.pop("dynamic_batch", {}))
+        long = LongContextConfig(**raw.pop("long_context", {}))
         if "betas" in raw:
             raw["betas"] = tuple(raw["betas"])
-        return cls(**raw, schedule=sched, dynamic_batch=dyn)
+        return cls(**raw, schedule=sched, dynamic_batch=dyn, long_context=long)
 
 
 def build_model(cfg: PretrainConfig, vocab_size: int) -> YiLightningForCausalLM:
@@ -103,7 +119,7 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.schedule.peak_lr, betas=cfg.betas)
-    step, data_pos, tokens = 0, (None if cfg.mixture else 0), 0
+    step, data_pos, tokens, long_pos = 0, (None if cfg.mixture else 0), 0, 0
     batch_size = BatchSizeController(cfg.dynamic_batch, cfg.grad_accum)
     writer = CheckpointWriter(out / "checkpoints")
     if resume:
@@ -113,12 +129,15 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
         core.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, data_pos, tokens = state["step"], state["data_pos"], state["tokens"]
+        long_pos = state.get("long_pos", 0)
         if "batch_size" in state:  # checkpoints from before dynamic batch sizes lack it
             batch_size.load_state_dict(state["batch_size"])
         torch.set_rng_state(state["rng"])
         if main:
             _truncate_metrics(out / "metrics.jsonl", step)
-    stop = min(cfg.max_steps, max_steps or cfg.max_steps)
+    total = cfg.max_steps + cfg.long_context.steps
+    stop = min(total, max_steps or total)
+    in_long = False
     metrics = open(out / "metrics.jsonl", "a") if main else None
     def stage_at(batch: int) -> tuple[str, float]:  # batches are drawn lazily, during the current step
         return lr_at(step, cfg.max_steps, cfg.schedule)[1], stage2_progress(step, cfg.max_steps, cfg.schedule)
@@ -131,17 +150,23 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
     load: list[torch.Tensor] | None = None  # tokens routed to each expert, per MoE layer, since the last log line
     try:
         while step < stop:
-            lr, stage = lr_at(step, cfg.max_steps, cfg.schedule)
+            if step >= cfg.max_steps and not in_long:
+                batches = _enter_long_context(core, cfg, Path(data_dir), long_pos)
+                in_long = True
+            lr, stage = (cfg.long_context.lr, "long_context") if in_long else lr_at(step, cfg.max_steps, cfg.schedule)
             for group in opt.param_groups:
                 group["lr"] = lr
             lm, aux = 0.0, 0.0
-            accum = batch_size.accum
+            accum = 1 if in_long else batch_size.accum
             for micro in range(accum):
                 for r in range(world):  # micro-batches go to the ranks in turn: the global order never changes
                     batch = next(batches)
                     if r == rank:
                         ids, cu, _ = batch
-                data_pos = batch[2]
+                if in_long:
+                    long_pos = batch[2]
+                else:
+                    data_pos = batch[2]
                 sync = micro == accum - 1 or world == 1
                 with model.no_sync() if not sync else contextlib.nullcontext():
                     out_ = model(ids, labels=ids, cu_seqlens=cu)
@@ -179,11 +204,12 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
                                           **({"mixture": {k: round(v, 4) for k, v in mixture_weights(
                                               cfg.mixture, stage, stage2_progress(step - 1, cfg.max_steps,
                                                                                   cfg.schedule)).items()}}
-                                             if cfg.mixture else {})}) + "\n")
+                                             if cfg.mixture and not in_long else {})}) + "\n")
                 metrics.flush()
             if main and (step % cfg.checkpoint_every == 0 or step == stop):
                 writer.save(step, {"model": core.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                                   "data_pos": data_pos, "tokens": tokens, "batch_size": batch_size.state_dict(),
+                                   "data_pos": data_pos, "long_pos": long_pos, "tokens": tokens,
+                                   "batch_size": batch_size.state_dict(),
                                    "rng": torch.get_rng_state()})
     finally:
         bar.close()
@@ -193,6 +219,22 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
         if owns_group:
             torch.distributed.destroy_process_group()
     return core.eval()
+
+
+def _enter_long_context(model: YiLightningForCausalLM, cfg: PretrainConfig, data_dir: Path, start: int):
+    """Raises the RoPE base of every attention layer (and the config, so it is saved) and
+    returns the length-binned batches of the extension."""
+    lc = cfg.long_context
+    theta = lc.rope_theta or 8.0 * model.config.rope_theta
+    for module in model.modules():
+        if hasattr(module, "rope_base"):
+            module.rope_base = theta
+    model.config.rope_theta = theta
+    if cfg.mixture:
+        names = sorted(p.name for p in data_dir.iterdir() if (p / "tokens.u32").exists())
+        data_dir = data_dir / (lc.source or names[0])
+    data = PackedDataset(data_dir, lc.seq_len, seed=cfg.seed)
+    return data.length_weighted_batches(lc.batch_size, lc.length_bins, start=start, seed=cfg.seed)
 
 
 def _init_distributed() -> tuple[int, int, bool]:
