@@ -248,3 +248,23 @@ def test_long_context_extension_raises_rope_and_sequence_length(data, tmp_path):
     pretrain(cfg, d, tmp_path / "b", tok.vocab_size, resume=True, progress=False)
     resumed = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [r["loss"] for r in resumed] == [r["loss"] for r in rows]
+
+
+def test_context_grows_in_stage_2_with_constant_tokens_per_step(data, tmp_path):
+    from yilightning.train.pretrain import seq_len_at
+
+    d, tok = data
+    cfg = PretrainConfig(model=SMALL_MODEL, seq_len=128, start_seq_len=32, batch_size=2, max_steps=20, log_every=1,
+                         checkpoint_every=13, schedule=ScheduleConfig(peak_lr=3e-3, warmup_steps=2))
+    pretrain(cfg, d, tmp_path / "a", tok.vocab_size, progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    lens = [r["seq_len"] for r in rows]
+    assert lens[0] == 32 and lens[-1] == 128 and 64 in lens and lens == sorted(lens)
+    assert {r["stage"] for r, n in zip(rows, lens) if n == 32} <= {"warmup", "stage1", "stage2"}
+    assert all(b["tokens"] - a["tokens"] == 2 * 128 for a, b in zip(rows, rows[1:]))  # constant tokens per step
+    pretrain(cfg, d, tmp_path / "b", tok.vocab_size, max_steps=13, progress=False)  # stop mid-growth
+    pretrain(cfg, d, tmp_path / "b", tok.vocab_size, resume=True, progress=False)
+    resumed = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in rows]
+    with pytest.raises(ValueError, match="power of 2"):
+        seq_len_at(0, PretrainConfig(seq_len=96, start_seq_len=64))

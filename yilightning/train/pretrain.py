@@ -22,7 +22,7 @@ from yilightning.data.mixture import MixtureDataset, mixture_weights
 from yilightning.model import YiLightningConfig, YiLightningForCausalLM
 from yilightning.train.checkpoint import CheckpointWriter, load_latest
 from yilightning.train.schedule import (BatchSizeController, DynamicBatchConfig, ScheduleConfig, lr_at,
-                                       stage2_progress)
+                                       stage2_progress, stage_bounds)
 
 
 @dataclass
@@ -59,6 +59,9 @@ class PretrainConfig:
     # one source, no mixture
     mixture: dict[str, dict[str, float]] = field(default_factory=dict)
     dynamic_batch: DynamicBatchConfig = field(default_factory=DynamicBatchConfig)
+    # context growth: stage 1 trains on sequences of this length (0: seq_len throughout), stage 2
+    # doubles it at even intervals up to seq_len; tokens per step stay the same (batch shrinks)
+    start_seq_len: int = 0
     long_context: LongContextConfig = field(default_factory=LongContextConfig)
 
     @classmethod
@@ -109,8 +112,6 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
     if main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "pretrain_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    data = (MixtureDataset(data_dir, cfg.seq_len, cfg.mixture, seed=cfg.seed) if cfg.mixture
-            else PackedDataset(data_dir, cfg.seq_len, seed=cfg.seed))
     model = build_model(cfg, vocab_size).train()  # seeded: every rank starts from the same weights
     core = model
     if world > 1:
@@ -142,14 +143,25 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
     def stage_at(batch: int) -> tuple[str, float]:  # batches are drawn lazily, during the current step
         return lr_at(step, cfg.max_steps, cfg.schedule)[1], stage2_progress(step, cfg.max_steps, cfg.schedule)
 
-    batches = (data.batches(cfg.batch_size, data_pos, stage_at) if cfg.mixture
-               else data.batches(cfg.batch_size, start=data_pos))
+    def open_data(seq_len: int, pos):
+        if cfg.mixture:
+            return MixtureDataset(data_dir, seq_len, cfg.mixture, seed=cfg.seed).batches(
+                cfg.batch_size * cfg.seq_len // seq_len, pos, stage_at)
+        return PackedDataset(data_dir, seq_len, seed=cfg.seed).batches(cfg.batch_size * cfg.seq_len // seq_len,
+                                                                        start=pos)
+
+    seq_len = seq_len_at(max(step - 1, 0), cfg)  # the length the saved data position counts in
+    batches = open_data(seq_len, data_pos)
     bar = tqdm(total=stop, initial=step, disable=not progress or not main, desc="pretrain", unit="step")
     t0 = time.perf_counter()
     window: list[tuple[float, float]] = []  # (lm, aux) of the steps since the last log line
     load: list[torch.Tensor] | None = None  # tokens routed to each expert, per MoE layer, since the last log line
     try:
         while step < stop:
+            if step < cfg.max_steps and seq_len_at(step, cfg) != seq_len:  # context growth
+                data_pos = _rescale(data_pos, seq_len, seq_len_at(step, cfg))
+                seq_len = seq_len_at(step, cfg)
+                batches = open_data(seq_len, data_pos)
             if step >= cfg.max_steps and not in_long:
                 batches = _enter_long_context(core, cfg, Path(data_dir), long_pos)
                 in_long = True
@@ -201,6 +213,7 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
                                           "aux_loss": aux_mean, "lr": lr, "stage": stage, "tokens": tokens,
                                           "grad_norm": norm, "tokens_per_s": rate,
                                           "expert_load": expert_load, "grad_accum": accum,
+                                          "seq_len": cfg.long_context.seq_len if in_long else seq_len,
                                           **({"mixture": {k: round(v, 4) for k, v in mixture_weights(
                                               cfg.mixture, stage, stage2_progress(step - 1, cfg.max_steps,
                                                                                   cfg.schedule)).items()}}
@@ -219,6 +232,31 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
         if owns_group:
             torch.distributed.destroy_process_group()
     return core.eval()
+
+
+def seq_len_at(step: int, cfg: PretrainConfig) -> int:
+    """Training sequence length at ``step`` under context growth (``cfg.start_seq_len``)."""
+    if not cfg.start_seq_len or cfg.start_seq_len >= cfg.seq_len:
+        return cfg.seq_len
+    if cfg.seq_len % cfg.start_seq_len or (cfg.seq_len // cfg.start_seq_len) & (cfg.seq_len // cfg.start_seq_len - 1):
+        raise ValueError(f"start_seq_len ({cfg.start_seq_len}) must be seq_len ({cfg.seq_len}) divided by a power of 2")
+    doublings = (cfg.seq_len // cfg.start_seq_len).bit_length() - 1
+    s1_end, fd_start = stage_bounds(cfg.max_steps, cfg.schedule)
+    if step < s1_end:
+        return cfg.start_seq_len
+    if step >= fd_start:
+        return cfg.seq_len
+    done = int((step - s1_end) / max(1, fd_start - s1_end) * (doublings + 1))
+    return cfg.start_seq_len << min(done, doublings)
+
+
+def _rescale(pos, old: int, new: int):
+    """A data position counted in pieces of ``old`` tokens, in pieces of ``new`` tokens."""
+    if pos is None:
+        return None
+    if isinstance(pos, dict):  # a mixture: every source's position
+        return {**pos, "pos": {k: v * old // new for k, v in pos["pos"].items()}}
+    return pos * old // new
 
 
 def _enter_long_context(model: YiLightningForCausalLM, cfg: PretrainConfig, data_dir: Path, start: int):
