@@ -33,7 +33,7 @@ def _quickstart(args: argparse.Namespace) -> int:
     from yilightning.quickstart import run_quickstart
     from yilightning.train import PretrainConfig
 
-    cfg = PretrainConfig.from_yaml(args.config) if args.config else PretrainConfig()
+    cfg = PretrainConfig.from_yaml(args.config)
     if args.max_steps:
         cfg.max_steps = args.max_steps
     print(f"\n== Tiny pipeline -> {args.out} ==")
@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(run=_doctor)
     quick = sub.add_parser("quickstart", help="the main job on the embedded default")
     quick.add_argument("--out", default="runs/quickstart", help="run folder (default runs/quickstart)")
-    quick.add_argument("--config", default=None, help="a pretrain YAML (default: PretrainConfig's defaults)")
+    quick.add_argument("--config", default="tiny", help="a pretrain recipe: YAML path or shipped name (default: tiny)")
     quick.add_argument("--max-steps", type=int, default=None, help="override the number of steps")
     quick.add_argument("--decontaminate", default=None, metavar="FILE",
                        help="benchmark text (.jsonl or one example per line): drop documents sharing a 30-word span")
@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre = sub.add_parser("pretrain", help="pre-train from a YAML recipe on the embedded corpus or your files")
     pre.add_argument("--data", nargs="+", default=None, metavar="PATH",
                      help="text/JSONL/Parquet files or folders to train on instead of the embedded corpus")
-    pre.add_argument("--config", required=True, help="e.g. configs/pretrain/tiny.yaml")
+    pre.add_argument("--config", required=True, help="a YAML recipe path, or a shipped recipe name: tiny")
     pre.add_argument("--out", default="runs/pretrain", help="run folder: data, metrics.jsonl, checkpoints, model")
     pre.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     pre.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")

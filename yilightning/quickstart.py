@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from yilightning.data import (Decontaminator, clean_corpus, embedded_corpus, organize, read_documents,
@@ -69,6 +70,20 @@ def prepare_data(out_dir: Path, *, vocab_size: int = 4096, stdlib_docs: int | No
     return tok, data_dir
 
 
+def unigram_entropy(data_dir: Path) -> float:
+    """Entropy (nats/token) of the token frequencies in ``data_dir`` (all sources): the loss of a
+    model that ignores context, the baseline a trained model must be far below."""
+    files = [data_dir / "tokens.u32"] if (data_dir / "tokens.u32").exists() else sorted(data_dir.glob("*/tokens.u32"))
+    counts: dict[int, int] = {}
+    for f in files:
+        ids, n = np.unique(np.memmap(f, dtype=np.uint32, mode="r"), return_counts=True)
+        for i, c in zip(ids.tolist(), n.tolist()):
+            counts[i] = counts.get(i, 0) + c
+    freq = np.array(list(counts.values()), dtype=np.float64)
+    p = freq / freq.sum()
+    return float(-(p * np.log(p)).sum())
+
+
 def source_name(doc) -> str:
     """The mixture source of a document: ``stdlib`` / ``math`` for the embedded corpus, the
     file's stem for files read with ``read_documents``."""
@@ -79,11 +94,13 @@ def source_name(doc) -> str:
 def run_quickstart(out_dir: str | Path = "runs/quickstart", *, config: PretrainConfig | None = None,
                    vocab_size: int = 4096, stdlib_docs: int | None = 4000, math_docs: int = 4000,
                    decontaminate: str | Path | None = None, progress: bool = True) -> Path:
-    """Runs the whole tiny pipeline; returns the path of ``report.md``."""
+    """Runs the whole tiny pipeline (``config`` defaults to the shipped ``tiny`` recipe: every
+    stage, mixture, context growth, dynamic batch, long-context extension); returns the path of
+    ``report.md``."""
     out = Path(out_dir)
-    cfg = config or PretrainConfig()
+    cfg = config or PretrainConfig.from_yaml("tiny")
     tok, data_dir = prepare_data(out, vocab_size=vocab_size, stdlib_docs=stdlib_docs, math_docs=math_docs,
-                                 decontaminate=decontaminate)
+                                 decontaminate=decontaminate, by_source=bool(cfg.mixture))
     model = pretrain(cfg, data_dir, out, tok.vocab_size, progress=progress)
     model.save_pretrained(out / "model")
     samples = []
@@ -94,13 +111,16 @@ def run_quickstart(out_dir: str | Path = "runs/quickstart", *, config: PretrainC
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     plots = plot_run(out)
     counts = model.parameter_counts()
+    baseline = unigram_entropy(data_dir)
     report = [
         "# yilightning quickstart", "",
         f"- model: preset `{cfg.preset}`, {counts['total'] / 1e6:.1f}M parameters "
         f"({counts['active'] / 1e6:.1f}M active per token), vocabulary {tok.vocab_size}",
         f"- trained {rows[-1]['step']} steps, {rows[-1]['tokens']:,} tokens, "
         f"{rows[-1]['tokens_per_s']:.0f} tokens/s",
-        f"- loss {rows[0]['loss']:.3f} at step {rows[0]['step']} -> {rows[-1]['loss']:.3f} at step {rows[-1]['step']}",
+        f"- loss {rows[0]['loss']:.3f} at step {rows[0]['step']} -> {rows[-1]['loss']:.3f} at step {rows[-1]['step']}; "
+        f"final LM loss {rows[-1]['lm_loss']:.3f} nats/token against {baseline:.3f} for the unigram distribution "
+        f"of the same tokens ({baseline - rows[-1]['lm_loss']:.2f} below it)",
         "", "| step | stage | lr | loss |", "|---|---|---|---|",
         *[f"| {r['step']} | {r['stage']} | {r['lr']:.2e} | {r['loss']:.3f} |" for r in rows],
         "", *[f"![{p.stem}]({p.name})" for p in plots],

@@ -2,6 +2,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -121,8 +122,11 @@ def test_resume_without_checkpoint_and_bad_yaml(data, tmp_path):
 
 
 def test_shipped_recipe_loads():
-    cfg = PretrainConfig.from_yaml("configs/pretrain/tiny.yaml")
-    assert cfg.preset == "tiny" and cfg.schedule.warmup_steps == 10
+    cfg = PretrainConfig.from_yaml("tiny")  # the packaged recipe, by name
+    assert cfg == PretrainConfig.from_yaml(Path(__file__).resolve().parents[2] / "configs" / "pretrain" / "tiny.yaml")
+    assert cfg.preset == "tiny" and cfg.schedule.warmup_steps == 10 and cfg.mixture and cfg.long_context.steps
+    with pytest.raises(FileNotFoundError, match="shipped recipes: tiny"):
+        PretrainConfig.from_yaml("huge")
 
 
 def test_embedded_corpus_has_both_sources():
@@ -139,7 +143,19 @@ def test_quickstart_pipeline_small(tmp_path):
     assert "trained 3 steps" in text and "## Samples" in text and "| 3 | warmup |" in text
     assert "## Data" in text and "cleaning: 300 documents" in text and "safety filter:" in text
     assert "![loss](loss.png)" in text and (tmp_path / "expert_load.png").exists()
+    assert "nats/token against" in text and "for the unigram distribution" in text
     assert (tmp_path / "model" / "config.json").exists()
+
+
+def test_unigram_entropy(tmp_path):
+    from yilightning.quickstart import unigram_entropy
+
+    write_tokens([[5, 6, 7]] * 10, tmp_path / "a", eos_id=3)  # 4 equally frequent tokens
+    assert unigram_entropy(tmp_path / "a") == pytest.approx(np.log(4))
+    write_tokens([[5] * 9], tmp_path / "mix" / "x", eos_id=3)
+    write_tokens([[6] * 9], tmp_path / "mix" / "y", eos_id=3)  # sources are pooled: 9x5, 9x6, 2x3
+    p = np.array([9, 9, 2]) / 20
+    assert unigram_entropy(tmp_path / "mix") == pytest.approx(-(p * np.log(p)).sum())
 
 
 DDP_RUN = """

@@ -66,7 +66,9 @@ class PretrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "PretrainConfig":
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        """A recipe file, or the name of a recipe shipped in the package (``tiny``)."""
+        path = recipe_path(path)
+        raw = yaml.safe_load(path.read_text()) or {}
         unknown = set(raw) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"{path}: unknown keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
@@ -76,6 +78,20 @@ class PretrainConfig:
         if "betas" in raw:
             raw["betas"] = tuple(raw["betas"])
         return cls(**raw, schedule=sched, dynamic_batch=dyn, long_context=long)
+
+
+def recipe_path(name_or_path: str | Path) -> Path:
+    """``name_or_path`` if it is a file, else the packaged recipe of that name
+    (``yilightning/configs/pretrain/<name>.yaml``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    packaged = Path(__file__).resolve().parent.parent / "configs" / "pretrain" / f"{name_or_path}.yaml"
+    if packaged.is_file():
+        return packaged
+    shipped = sorted(p.stem for p in packaged.parent.glob("*.yaml"))
+    raise FileNotFoundError(f"no recipe file {name_or_path}; give a YAML path or one of the shipped recipes: "
+                            f"{', '.join(shipped)}")
 
 
 def build_model(cfg: PretrainConfig, vocab_size: int) -> YiLightningForCausalLM:
