@@ -5,8 +5,9 @@
 Our ``tiny`` preset (hybrid attention, paired KV sharing, fine-grained MoE) beside a
 transformers ``Qwen3MoeForCausalLM`` of the same widths, depth, experts and vocabulary (full
 attention everywhere), both randomly initialised, same process: generation tokens/s at batch 1
-and 8 (greedy, a 32-token prompt, 64 new tokens), prefill tokens/s (8 x 512 tokens), and KV-cache
-bytes at 8K context.
+and 8 (greedy, a 32-token prompt, 64 new tokens), prefill tokens/s (8 x 512 tokens), training
+tokens/s (8 x 256 tokens; forward with the LM loss, backward, AdamW step: the same loop for both),
+and KV-cache bytes at 8K context.
 """
 
 from __future__ import annotations
@@ -50,6 +51,21 @@ def main() -> None:
         t_ours = timed(lambda: ours(ids), dev, 2)
     print(f"| prefill tokens/s, 8 x 512 | {ids.numel() / t_hf:.0f} | {ids.numel() / t_ours:.0f} | "
           f"{t_hf / t_ours:.2f}x |")
+    ids = torch.randint(0, cfg.vocab_size, (8, 256), device=dev)
+
+    def train_step(model: torch.nn.Module):
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step() -> None:
+            model(ids, labels=ids).loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        return step
+
+    t_hf, t_ours = timed(train_step(hf), dev, 3), timed(train_step(ours), dev, 3)
+    print(f"| training tokens/s, 8 x 256 (forward, backward, AdamW) | {ids.numel() / t_hf:.0f} | "
+          f"{ids.numel() / t_ours:.0f} | {t_hf / t_ours:.2f}x |", flush=True)
     # transformers' cache holds K and V of every token in every layer
     hf_bytes = 2 * cfg.num_hidden_layers * 8192 * cfg.num_key_value_heads * cfg.head_dim * 4
     ours_bytes = ours.new_cache(1, 8192, torch.float32).nbytes()

@@ -49,21 +49,27 @@ def test_bad_mixtures(two_sources, tmp_path):
 
 def test_length_binned_sampling_upsamples_long_documents(tmp_path):
     from yilightning.data import PackedDataset
+    from yilightning.data.packing import length_weighted_batches
 
     rng = np.random.default_rng(0)
     docs = [rng.integers(4, 100, 8).tolist() for _ in range(64)] + [rng.integers(4, 100, 512).tolist()]
     write_tokens(docs, tmp_path, eos_id=3)  # 64 short documents (9 tokens) then one long one (513)
     data = PackedDataset(tmp_path, 32, seed=0)
     long = np.array([data._piece_at(k)[1].numel() == 2 for k in range(data.num_pieces)])  # one document fills it
-    it = data.length_weighted_batches(4, {0.0: 1.0, 1.0: 10.0})
+    it = length_weighted_batches([data], 4, {0.0: 1.0, 1.0: 10.0})
     batches = [next(it) for _ in range(300)]
-    drawn = np.mean([cu.numel() == 2 for _, cu, _ in (next(data.length_weighted_batches(1, {0.0: 1.0, 1.0: 10.0},
+    drawn = np.mean([cu.numel() == 2 for _, cu, _ in (next(length_weighted_batches([data], 1, {0.0: 1.0, 1.0: 10.0},
                                                                                         start=g)) for g in range(300))])
     expected = 10 * long.sum() / (10 * long.sum() + (~long).sum())
     assert long.mean() < 0.55 and abs(drawn - expected) < 0.08  # ~0.47 of the pieces, ~0.9 of the draws
-    again = next(data.length_weighted_batches(4, {0.0: 1.0, 1.0: 10.0}, start=57))
+    again = next(length_weighted_batches([data], 4, {0.0: 1.0, 1.0: 10.0}, start=57))
     assert again[0].equal(batches[57][0]) and again[2] == 58  # resumable by batch index
+    write_tokens([list(range(4, 40))] * 20, tmp_path / "second", eos_id=3)  # ids 4..39 only
+    pooled = [next(length_weighted_batches([data, PackedDataset(tmp_path / "second", 32)], 1, {0.0: 1.0}, start=g))[0]
+              for g in range(100)]
+    from_second = np.mean([bool((ids < 40).all()) for ids in pooled])
+    assert 0.2 < from_second < 0.8  # pieces of both sources are drawn
     with pytest.raises(ValueError, match="non-negative weights"):
-        next(data.length_weighted_batches(4, {}))
+        next(length_weighted_batches([data], 4, {}))
     with pytest.raises(ValueError, match="weight 0"):
-        next(data.length_weighted_batches(4, {100.0: 1.0}))
+        next(length_weighted_batches([data], 4, {100.0: 1.0}))

@@ -71,28 +71,36 @@ class PackedDataset:
             i += batch_size
             yield ids, torch.cat(cus), i
 
-    def length_weighted_batches(self, batch_size: int, bins: dict[float, float], start: int = 0,
-                                seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
-        """Batches for long-context training, up-sampling pieces by the length of the document at
-        their middle: ``bins`` maps a length (as a fraction of ``seq_len``) to a weight, and a
-        piece takes the weight of the largest bin its document reaches (``{0: 1, 0.5: 3, 1: 6}``:
-        documents longer than a sequence are drawn six times as often as short ones). Batch
-        ``g`` is drawn with a generator seeded by ``(seed, g)``, so ``start`` resumes exactly."""
-        if not bins or any(w < 0 for w in bins.values()) or sum(bins.values()) <= 0:
-            raise ValueError(f"length bins need non-negative weights with a positive sum, got {bins}")
-        lengths = np.diff(self.doc_starts)
-        mids = np.arange(self.num_pieces) * self.seq_len + self.seq_len // 2
-        doc_len = lengths[np.clip(np.searchsorted(self.doc_starts, mids, side="right") - 1, 0, len(lengths) - 1)]
-        weight = np.zeros(self.num_pieces)
-        for frac, w in sorted(bins.items()):
-            weight[doc_len >= float(frac) * self.seq_len] = w
-        if weight.sum() <= 0:
-            raise ValueError(f"length bins {bins} give every piece weight 0; add a bin starting at 0")
-        p = weight / weight.sum()
-        g = start
-        while True:
-            picks = np.random.default_rng([seed, g]).choice(self.num_pieces, batch_size, p=p)
-            pieces = [self._piece_at(int(k)) for k in picks]
-            cus = [pieces[0][1]] + [q[1][1:] + b * self.seq_len for b, q in enumerate(pieces) if b > 0]
-            g += 1
-            yield torch.cat([q[0] for q in pieces]), torch.cat(cus), g
+
+def length_weighted_batches(datasets: list[PackedDataset], batch_size: int, bins: dict[float, float],
+                            start: int = 0, seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+    """Batches for long-context training over the pieces of one or more datasets (all with the
+    same ``seq_len``), up-sampling pieces by the length of the document at their middle: ``bins``
+    maps a length (as a fraction of ``seq_len``) to a weight, and a piece takes the weight of the
+    largest bin its document reaches (``{0: 1, 0.5: 3, 1: 6}``: documents longer than a sequence
+    are drawn six times as often as short ones). Batch ``g`` is drawn with a generator seeded by
+    ``(seed, g)``, so ``start`` resumes exactly."""
+    if not bins or any(w < 0 for w in bins.values()) or sum(bins.values()) <= 0:
+        raise ValueError(f"length bins need non-negative weights with a positive sum, got {bins}")
+    seq_len = datasets[0].seq_len
+    weights, owner = [], []
+    for j, data in enumerate(datasets):
+        lengths = np.diff(data.doc_starts)
+        mids = np.arange(data.num_pieces) * seq_len + seq_len // 2
+        doc_len = lengths[np.clip(np.searchsorted(data.doc_starts, mids, side="right") - 1, 0, len(lengths) - 1)]
+        w = np.zeros(data.num_pieces)
+        for frac, b in sorted(bins.items()):
+            w[doc_len >= float(frac) * seq_len] = b
+        weights.append(w)
+        owner += [(j, k) for k in range(data.num_pieces)]
+    weight = np.concatenate(weights)
+    if weight.sum() <= 0:
+        raise ValueError(f"length bins {bins} give every piece weight 0; add a bin starting at 0")
+    p = weight / weight.sum()
+    g = start
+    while True:
+        picks = np.random.default_rng([seed, g]).choice(len(p), batch_size, p=p)
+        pieces = [datasets[owner[i][0]]._piece_at(owner[i][1]) for i in picks]
+        cus = [pieces[0][1]] + [q[1][1:] + b * seq_len for b, q in enumerate(pieces) if b > 0]
+        g += 1
+        yield torch.cat([q[0] for q in pieces]), torch.cat(cus), g

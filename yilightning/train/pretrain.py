@@ -18,6 +18,7 @@ import yaml
 from tqdm import tqdm
 
 from yilightning.data import PackedDataset
+from yilightning.data.packing import length_weighted_batches
 from yilightning.data.mixture import MixtureDataset, mixture_weights
 from yilightning.model import YiLightningConfig, YiLightningForCausalLM
 from yilightning.train.checkpoint import CheckpointWriter, load_latest
@@ -36,7 +37,7 @@ class LongContextConfig:
     lr: float = 1e-4  # constant learning rate of the extension
     length_bins: dict[float, float] = field(default_factory=lambda: {0.0: 1.0, 0.5: 3.0, 1.0: 6.0})  # doc length
     # (fraction of seq_len) -> sampling weight: long documents are up-sampled
-    source: str = ""  # with a data mixture: the source to read (default: the first)
+    source: str = ""  # with a data mixture: the one source to read (default: all of them)
 
 
 @dataclass
@@ -284,11 +285,14 @@ def _enter_long_context(model: YiLightningForCausalLM, cfg: PretrainConfig, data
         if hasattr(module, "rope_base"):
             module.rope_base = theta
     model.config.rope_theta = theta
-    if cfg.mixture:
-        names = sorted(p.name for p in data_dir.iterdir() if (p / "tokens.u32").exists())
-        data_dir = data_dir / (lc.source or names[0])
-    data = PackedDataset(data_dir, lc.seq_len, seed=cfg.seed)
-    return data.length_weighted_batches(lc.batch_size, lc.length_bins, start=start, seed=cfg.seed)
+    if not cfg.mixture:
+        dirs = [data_dir]
+    elif lc.source:
+        dirs = [data_dir / lc.source]
+    else:  # every source of the mixture
+        dirs = sorted(p for p in data_dir.iterdir() if (p / "tokens.u32").exists())
+    datasets = [PackedDataset(d, lc.seq_len, seed=cfg.seed) for d in dirs]
+    return length_weighted_batches(datasets, lc.batch_size, lc.length_bins, start=start, seed=cfg.seed)
 
 
 def _init_distributed() -> tuple[int, int, bool]:
