@@ -129,10 +129,12 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
     if main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "pretrain_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    model = build_model(cfg, vocab_size).train()  # seeded: every rank starts from the same weights
+    device = _device()
+    model = build_model(cfg, vocab_size).to(device).train()  # seeded: every rank starts from the same weights
     core = model
     if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model)
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.index is not None
+                                                          else None)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -191,13 +193,15 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
                 for r in range(world):  # micro-batches go to the ranks in turn: the global order never changes
                     batch = next(batches)
                     if r == rank:
-                        ids, cu, _ = batch
+                        ids, cu = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
                 if in_long:
                     long_pos = batch[2]
                 else:
                     data_pos = batch[2]
                 sync = micro == accum - 1 or world == 1
-                with model.no_sync() if not sync else contextlib.nullcontext():
+                # fp32 on the CPU, bf16 autocast on a GPU
+                with model.no_sync() if not sync else contextlib.nullcontext(), \
+                        torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
                     out_ = model(ids, labels=ids, cu_seqlens=cu)
                     (out_.loss / accum).backward()
                 counts = [c.detach().float() for c in out_.tokens_per_expert]
@@ -206,7 +210,7 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
                 aux += out_.aux_loss.item() / accum if out_.aux_loss is not None else 0.0
                 tokens += ids.numel() * world
             if world > 1:  # log the mean over ranks
-                both = torch.tensor([lm, aux], dtype=torch.float64)
+                both = torch.tensor([lm, aux], dtype=torch.float64, device=device)  # NCCL needs device tensors
                 torch.distributed.all_reduce(both)
                 lm, aux = (both / world).tolist()
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip).item()
@@ -293,6 +297,15 @@ def _enter_long_context(model: YiLightningForCausalLM, cfg: PretrainConfig, data
         dirs = sorted(p for p in data_dir.iterdir() if (p / "tokens.u32").exists())
     datasets = [PackedDataset(d, lc.seq_len, seed=cfg.seed) for d in dirs]
     return length_weighted_batches(datasets, lc.batch_size, lc.length_bins, start=start, seed=cfg.seed)
+
+
+def _device() -> torch.device:
+    """This process's GPU (``LOCAL_RANK`` under torchrun) when there is one, else the CPU."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    torch.cuda.set_device(device)
+    return device
 
 
 def _init_distributed() -> tuple[int, int, bool]:
