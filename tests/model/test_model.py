@@ -97,6 +97,17 @@ def test_save_load_round_trip_is_exact(tmp_path):
     assert torch.equal(model(ids).logits, auto(ids).logits)
 
 
+def test_large_checkpoints_are_sharded_with_an_index(tmp_path):
+    model = tiny()
+    model.save_pretrained(tmp_path, max_shard_size="200KB")
+    shards = sorted(p.name for p in tmp_path.glob("model-*.safetensors"))
+    assert len(shards) > 1 and (tmp_path / "model.safetensors.index.json").exists()
+    assert not (tmp_path / "model.safetensors").exists()
+    loaded = YiLightningForCausalLM.from_pretrained(tmp_path)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, loaded.state_dict()[name]), name
+
+
 def test_bad_inputs():
     model = tiny()
     with pytest.raises(ValueError, match="exceeds the model's context"):
