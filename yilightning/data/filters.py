@@ -6,7 +6,6 @@ removed in a :class:`DataReport`; a safety hook (RAISE's ``filter_corpus``) plug
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import zlib
 from collections import Counter
@@ -17,6 +16,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from yilightning.data.corpus import Document
+from yilightning.data.readers import jsonl_records
 
 _WORDS = re.compile(r"\w+")
 
@@ -127,19 +127,11 @@ class Decontaminator:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"Decontaminator: no benchmark file {path}")
-        lines = path.read_text(encoding="utf-8").splitlines()
         if path.suffix == ".jsonl":
-            texts = []
-            for k, line in enumerate(lines, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"Decontaminator: {path}:{k} is not valid JSON ({e.msg})") from None
-                texts += [str(rec[f]) for f in field_names if isinstance(rec, dict) and f in rec]
+            texts = [str(rec[f]) for _, rec in jsonl_records(path, "Decontaminator") for f in field_names
+                     if isinstance(rec, dict) and f in rec]
         else:
-            texts = lines
+            texts = path.read_text(encoding="utf-8").splitlines()
         return cls(texts, n)
 
 

@@ -68,19 +68,25 @@ def _text_file(path: Path, max_chars: int) -> Iterator[Document]:
         yield Document("".join(doc).strip(), f"{path}#{part}" if part else str(path))
 
 
-def _jsonl(path: Path, field: str) -> Iterator[Document]:
+def jsonl_records(path: Path, who: str) -> Iterator[tuple[int, object]]:
+    """(line number, record) of every non-blank line of a ``.jsonl`` or ``.jsonl.gz`` file,
+    streamed; a line that is not JSON raises a ValueError naming ``who``, the file and the line."""
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8", errors="replace") as f:
         for k, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                rec = json.loads(line)
+                yield k, json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"read_documents: {path}:{k} is not valid JSON ({e.msg})") from None
-            if not isinstance(rec, dict) or not isinstance(rec.get(field), str):
-                raise ValueError(f"read_documents: {path}:{k} has no string field {field!r}; pass text_field=...")
-            yield Document(rec[field], f"{path}:{k}")
+                raise ValueError(f"{who}: {path}:{k} is not valid JSON ({e.msg})") from None
+
+
+def _jsonl(path: Path, field: str) -> Iterator[Document]:
+    for k, rec in jsonl_records(path, "read_documents"):
+        if not isinstance(rec, dict) or not isinstance(rec.get(field), str):
+            raise ValueError(f"read_documents: {path}:{k} has no string field {field!r}; pass text_field=...")
+        yield Document(rec[field], f"{path}:{k}")
 
 
 def _parquet(path: Path, field: str, batch_rows: int) -> Iterator[Document]:
