@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from yilightning.data import math_documents, write_tokens
+from yilightning.data import write_tokens
 from yilightning.data.mixture import MixtureDataset, mixture_weights
 
 W = {"web": {"stage1": 0.8, "fast_decay": 0.2}, "hq": {"stage1": 0.2, "fast_decay": 0.8}}

@@ -1,10 +1,11 @@
 """A fast multi-label n-gram classifier over the 14 risk categories (fastText-style).
 
-Features are hashed character n-grams (n = 1..5) of the normalised text, so the same model reads
-English and Chinese and is robust to word boundaries. A text's logits are a bias plus the mean
-of its n-grams' weight vectors; long texts are scored over sliding windows (the maximum wins), so
-one harmful paragraph in a long benign document is not averaged away. Inference is a handful of
-NumPy gathers: well under a millisecond per 1,000 characters on one core.
+Features are hashed character n-grams (n = 2..5 by default), words, word pairs and one feature per
+category lexicon, all of the normalised text, so the same model reads English and Chinese. A
+text's logits are a bias plus the mean of the feature weights of its most unsafe window (an
+"unsafe" head picks the window, 14 category heads describe it), so one harmful sentence in a long
+benign document is not averaged away. Inference is a few NumPy gathers: about half a millisecond
+per 1,000 characters on one core.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ _WORD = re.compile(r"\w+")
 
 def features(text: str, min_n: int, max_n: int, buckets: int) -> tuple[np.ndarray, np.ndarray]:
     """Feature ids of a normalised text and the character position of each (so windows can be
-    scored): hashed character n-grams (1..max_n, with one space of padding on each side),
+    scored): hashed character n-grams (min_n..max_n, with one space of padding on each side),
     hashed words and word bigrams, and one reserved id per category-lexicon hit (the last
     ``len(CATEGORY_NAMES)`` rows of the table)."""
     table = buckets - len(CATEGORY_NAMES)

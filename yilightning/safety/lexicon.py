@@ -112,12 +112,3 @@ def lexicon_matches(text: str) -> list[tuple[int, int]]:
                 out.append((j, pos))
                 pos = text.find(term, pos + len(term))
     return out
-
-
-def lexicon_hits(text: str) -> dict[str, int]:
-    """Number of lexicon matches per category in a normalised text."""
-    counts = dict.fromkeys(LEXICON, 0)
-    names = list(LEXICON)
-    for j, _ in lexicon_matches(text):
-        counts[names[j]] += 1
-    return counts

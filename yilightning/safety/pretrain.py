@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Iterator, TypeVar
+from typing import Iterable, Iterator
 
 from yilightning.safety.pii import mask_pii
 from yilightning.safety.text import sanitize
-
-Doc = TypeVar("Doc")
 
 
 @dataclass
