@@ -22,6 +22,13 @@ namespace yl::attention {
 namespace {
 
 constexpr int64_t BQ = 128, BK = 256;
+// Forward tasks stack the G query heads that share a kv head: a block of R query rows becomes
+// one [R * G, D] product with the shared keys (row r * G + g is query row r of head g), so the
+// keys are packed once per block and the GEMMs keep about kRowsM rows even when R is small.
+// A sliding-window block sees at most W + R - 1 keys; when that span is at most kMaxSpan it is
+// one key block (a single softmax pass, no rescaling) and R is small so that only
+// (R - 1) / (W + R - 1) of the scores are masked.
+constexpr int64_t kRowsM = 128, kRowsWindowM = 64, kMaxSpan = 2048;
 
 // ds <- p * (dp - delta)
 YL_CPU_CLONES void softmax_grad(const float* p, float* dp, int64_t n, float delta) {
@@ -58,23 +65,30 @@ std::tuple<at::Tensor, at::Tensor> attention_fwd_cpu(const at::Tensor& q_in, con
   at::Tensor out = at::empty({d.N, d.Hq, d.D}, q.options());
   at::Tensor lse = at::empty({d.Hq, d.N}, q.options());
   const float scale = static_cast<float>(scale_d);
-  const int64_t G = d.Hq / d.Hk, D = d.D, ldq = d.Hq * D, ldk = d.Hk * D;
+  const int64_t G = d.Hq / d.Hk, D = d.D, ldk = d.Hk * D;
   const float *qp = q.const_data_ptr<float>(), *kp = k.const_data_ptr<float>(), *vp = v.const_data_ptr<float>();
   float *op = out.mutable_data_ptr<float>(), *lp = lse.mutable_data_ptr<float>();
-  const auto tasks = make_tasks(cu, d.Hq, BQ);
+  const bool span = window > 0 && window - 1 + std::max<int64_t>(1, kRowsWindowM / G) <= kMaxSpan;
+  const int64_t R = std::max<int64_t>(1, (span ? kRowsWindowM : kRowsM) / G), M = R * G;
+  const int64_t bk = span ? window + R - 1 : BK;
+  const auto tasks = make_tasks(cu, d.Hk, R);
   cpu::run_dynamic(static_cast<int64_t>(tasks.size()), [&](int64_t t) {
     const Task task = tasks[t];
-    const int64_t h = task.h, hk = h / G, i0 = task.r0, i1 = std::min(i0 + BQ, task.s1), rows = i1 - i0;
-    std::vector<float> S(BQ * BK), O(BQ * D, 0.f), m(BQ, -INFINITY), l(BQ, 0.f);
-    const float* Q = qp + (i0 * d.Hq + h) * D;
-    for (int64_t j0 = first_key(i0, task.s0, window); j0 < i1; j0 += BK) {
-      const int64_t cols = std::min(BK, i1 - j0);
-      cpu::gemm_f32(false, true, rows, cols, D, scale, Q, ldq, kp + (j0 * d.Hk + hk) * D, ldk, 0.f, S.data(), BK);
+    const int64_t hk = task.h, i0 = task.r0, i1 = std::min(i0 + R, task.s1), rows = (i1 - i0) * G;
+    float *Q = cpu::scratch<0>(M * D), *S = cpu::scratch<1>(M * bk), *O = cpu::scratch<2>(M * D);
+    std::fill(O, O + rows * D, 0.f);
+    std::vector<float> m(M, -INFINITY), l(M, 0.f);
+    for (int64_t i = i0; i < i1; ++i)  // the G heads of one token are contiguous
+      std::copy_n(qp + (i * d.Hq + hk * G) * D, G * D, Q + (i - i0) * G * D);
+    for (int64_t j0 = first_key(i0, task.s0, window); j0 < i1; j0 += bk) {
+      const int64_t cols = std::min(bk, i1 - j0);
+      cpu::gemm_f32(false, true, rows, cols, D, scale, Q, D, kp + (j0 * d.Hk + hk) * D, ldk, 0.f, S,
+                    bk);
       for (int64_t r = 0; r < rows; ++r) {
-        const int64_t i = i0 + r;
+        const int64_t i = i0 + r / G;
         const int64_t c_lo = std::max<int64_t>(0, first_key(i, task.s0, window) - j0);
         const int64_t c_hi = std::min<int64_t>(cols, i - j0 + 1);
-        float* s = S.data() + r * BK;
+        float* s = S + r * bk;
         if (c_hi <= c_lo) {  // no visible key of this block for this row
           std::fill(s, s + cols, 0.f);
           continue;
@@ -86,16 +100,14 @@ std::tuple<at::Tensor, at::Tensor> attention_fwd_cpu(const at::Tensor& q_in, con
         std::fill(s + c_hi, s + cols, 0.f);
         l[r] = l[r] * alpha + sum;
         m[r] = m_new;
-        if (alpha != 1.f) cpu::scale_f32(O.data() + r * D, D, alpha);
+        if (alpha != 1.f) cpu::scale_f32(O + r * D, D, alpha);
       }
-      cpu::gemm_f32(false, false, rows, D, cols, 1.f, S.data(), BK, vp + (j0 * d.Hk + hk) * D, ldk, 1.f, O.data(),
+      cpu::gemm_f32(false, false, rows, D, cols, 1.f, S, bk, vp + (j0 * d.Hk + hk) * D, ldk, 1.f, O,
                     D);
     }
     for (int64_t r = 0; r < rows; ++r) {  // every query sees itself: l > 0
-      const int64_t i = i0 + r;
-      float* dst = op + (i * d.Hq + h) * D;
-      const float inv = 1.f / l[r];
-      for (int64_t c = 0; c < D; ++c) dst[c] = O[r * D + c] * inv;
+      const int64_t i = i0 + r / G, h = hk * G + r % G;
+      cpu::scaled_copy_f32(O + r * D, op + (i * d.Hq + h) * D, D, 1.f / l[r]);
       lp[h * d.N + i] = m[r] + std::log(l[r]);
     }
   });
@@ -133,23 +145,26 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd_cpu(const at::Tenso
     const Task task = ktasks[t];
     const int64_t hk = task.h, j0 = task.r0, j1 = std::min(j0 + BK, task.s1), cols = j1 - j0;
     const int64_t i_end = window > 0 ? std::min(task.s1, j1 - 1 + window) : task.s1;
-    std::vector<float> P(BQ * BK), dP(BQ * BK), dK(BK * D, 0.f), dV(BK * D, 0.f);
+    float *P = cpu::scratch<0>(BQ * BK), *dP = cpu::scratch<1>(BQ * BK), *dK = cpu::scratch<2>(BK * D),
+          *dV = cpu::scratch<3>(BK * D);
+    std::fill(dK, dK + cols * D, 0.f);
+    std::fill(dV, dV + cols * D, 0.f);
     const float *K = kp + (j0 * d.Hk + hk) * D, *V = vp + (j0 * d.Hk + hk) * D;
     for (int64_t h = hk * G; h < (hk + 1) * G; ++h) {
       for (int64_t i0 = j0; i0 < i_end; i0 += BQ) {
         const int64_t rows = std::min(BQ, i_end - i0);
         const float *Q = qp + (i0 * d.Hq + h) * D, *dO = dop + (i0 * d.Hq + h) * D;
-        cpu::gemm_f32(false, true, rows, cols, D, scale, Q, ldq, K, ldk, 0.f, P.data(), BK);
-        probabilities(P.data(), rows, cols, i0, j0, task.s0, window, lp + h * N + i0);
-        cpu::gemm_f32(true, false, cols, D, rows, 1.f, P.data(), BK, dO, ldq, 1.f, dV.data(), D);
-        cpu::gemm_f32(false, true, rows, cols, D, 1.f, dO, ldq, V, ldk, 0.f, dP.data(), BK);
-        for (int64_t r = 0; r < rows; ++r) softmax_grad(P.data() + r * BK, dP.data() + r * BK, cols, dp[h * N + i0 + r]);
-        cpu::gemm_f32(true, false, cols, D, rows, scale, dP.data(), BK, Q, ldq, 1.f, dK.data(), D);
+        cpu::gemm_f32(false, true, rows, cols, D, scale, Q, ldq, K, ldk, 0.f, P, BK);
+        probabilities(P, rows, cols, i0, j0, task.s0, window, lp + h * N + i0);
+        cpu::gemm_f32(true, false, cols, D, rows, 1.f, P, BK, dO, ldq, 1.f, dV, D);
+        cpu::gemm_f32(false, true, rows, cols, D, 1.f, dO, ldq, V, ldk, 0.f, dP, BK);
+        for (int64_t r = 0; r < rows; ++r) softmax_grad(P + r * BK, dP + r * BK, cols, dp[h * N + i0 + r]);
+        cpu::gemm_f32(true, false, cols, D, rows, scale, dP, BK, Q, ldq, 1.f, dK, D);
       }
     }
     for (int64_t c = 0; c < cols; ++c) {
-      std::copy(dK.data() + c * D, dK.data() + (c + 1) * D, dkp + ((j0 + c) * d.Hk + hk) * D);
-      std::copy(dV.data() + c * D, dV.data() + (c + 1) * D, dvp + ((j0 + c) * d.Hk + hk) * D);
+      std::copy(dK + c * D, dK + (c + 1) * D, dkp + ((j0 + c) * d.Hk + hk) * D);
+      std::copy(dV + c * D, dV + (c + 1) * D, dvp + ((j0 + c) * d.Hk + hk) * D);
     }
   });
 
@@ -158,19 +173,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd_cpu(const at::Tenso
   cpu::run_dynamic(static_cast<int64_t>(qtasks.size()), [&](int64_t t) {
     const Task task = qtasks[t];
     const int64_t h = task.h, hk = h / G, i0 = task.r0, i1 = std::min(i0 + BQ, task.s1), rows = i1 - i0;
-    std::vector<float> P(BQ * BK), dP(BQ * BK), dQ(BQ * D, 0.f);
+    float *P = cpu::scratch<0>(BQ * BK), *dP = cpu::scratch<1>(BQ * BK), *dQ = cpu::scratch<2>(BQ * D);
+    std::fill(dQ, dQ + rows * D, 0.f);
     const float *Q = qp + (i0 * d.Hq + h) * D, *dO = dop + (i0 * d.Hq + h) * D;
     for (int64_t j0 = first_key(i0, task.s0, window); j0 < i1; j0 += BK) {
       const int64_t cols = std::min(BK, i1 - j0);
       const float *K = kp + (j0 * d.Hk + hk) * D, *V = vp + (j0 * d.Hk + hk) * D;
-      cpu::gemm_f32(false, true, rows, cols, D, scale, Q, ldq, K, ldk, 0.f, P.data(), BK);
-      probabilities(P.data(), rows, cols, i0, j0, task.s0, window, lp + h * N + i0);
-      cpu::gemm_f32(false, true, rows, cols, D, 1.f, dO, ldq, V, ldk, 0.f, dP.data(), BK);
-      for (int64_t r = 0; r < rows; ++r) softmax_grad(P.data() + r * BK, dP.data() + r * BK, cols, dp[h * N + i0 + r]);
-      cpu::gemm_f32(false, false, rows, D, cols, scale, dP.data(), BK, K, ldk, 1.f, dQ.data(), D);
+      cpu::gemm_f32(false, true, rows, cols, D, scale, Q, ldq, K, ldk, 0.f, P, BK);
+      probabilities(P, rows, cols, i0, j0, task.s0, window, lp + h * N + i0);
+      cpu::gemm_f32(false, true, rows, cols, D, 1.f, dO, ldq, V, ldk, 0.f, dP, BK);
+      for (int64_t r = 0; r < rows; ++r) softmax_grad(P + r * BK, dP + r * BK, cols, dp[h * N + i0 + r]);
+      cpu::gemm_f32(false, false, rows, D, cols, scale, dP, BK, K, ldk, 1.f, dQ, D);
     }
     for (int64_t r = 0; r < rows; ++r)
-      std::copy(dQ.data() + r * D, dQ.data() + (r + 1) * D, dqp + ((i0 + r) * d.Hq + h) * D);
+      std::copy(dQ + r * D, dQ + (r + 1) * D, dqp + ((i0 + r) * d.Hq + h) * D);
   });
   const auto dtype = q_in.scalar_type();
   return {dq.to(dtype), dk.to(dtype), dv.to(dtype)};

@@ -1,46 +1,65 @@
 #include "common/cpu_math.h"
 
 #include <cmath>
+#include <cstring>
 
 #include "common/cpu_convert.h"
 #include "common/macros.h"
 
 namespace yl::cpu {
 namespace {
-constexpr int kLanes = 16;
+// Reductions run on 16-float GCC vectors: the compiler keeps them in one zmm register (two ymm,
+// four xmm on older CPUs) in every target clone. A lane array with a scalar loop over the lanes
+// is not reliably vectorised: GCC unrolled it into 16 scalar registers.
+typedef float vf16 __attribute__((vector_size(64)));
+constexpr int64_t kLanes = 16;
+
+inline __attribute__((always_inline)) vf16 load16(const float* p) {
+  vf16 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
 }
 
-YL_CPU_CLONES float max_f32(const float* x, int64_t n) {
-  float part[kLanes];
-  for (float& p : part) p = -INFINITY;
+inline __attribute__((always_inline)) float hsum(vf16 v) {
+  float s = 0.f;
+  for (int64_t l = 0; l < kLanes; ++l) s += v[l];
+  return s;
+}
+
+YL_CPU_CLONES float sum_f32(const float* x, int64_t n) {
+  vf16 acc = {};
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int l = 0; l < kLanes; ++l) part[l] = x[i + l] > part[l] ? x[i + l] : part[l];
-  for (; i < n; ++i) part[0] = x[i] > part[0] ? x[i] : part[0];
-  float m = part[0];
-  for (int l = 1; l < kLanes; ++l) m = part[l] > m ? part[l] : m;
+  for (; i + kLanes <= n; i += kLanes) acc += load16(x + i);
+  float s = hsum(acc);
+  for (; i < n; ++i) s += x[i];
+  return s;
+}
+}  // namespace
+
+YL_CPU_CLONES float max_f32(const float* x, int64_t n) {
+  vf16 acc = vf16{} - INFINITY;
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    const vf16 v = load16(x + i);
+    acc = v > acc ? v : acc;
+  }
+  float m = -INFINITY;
+  for (int64_t l = 0; l < kLanes; ++l) m = acc[l] > m ? acc[l] : m;
+  for (; i < n; ++i) m = x[i] > m ? x[i] : m;
   return m;
 }
 
 YL_CPU_CLONES float exp_sub_sum(float* x, int64_t n, float m) {
-  float part[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int l = 0; l < kLanes; ++l) part[l] += (x[i + l] = exp_f32(x[i + l] - m));
-  for (; i < n; ++i) part[0] += (x[i] = exp_f32(x[i] - m));
-  float s = 0.f;
-  for (float p : part) s += p;
-  return s;
+  for (int64_t i = 0; i < n; ++i) x[i] = exp_f32(x[i] - m);  // element-wise: vectorised
+  return sum_f32(x, n);
 }
 
 YL_CPU_CLONES float dot_f32(const float* x, const float* y, int64_t n) {
-  float part[kLanes] = {};
+  vf16 acc = {};
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int l = 0; l < kLanes; ++l) part[l] += x[i + l] * y[i + l];
-  for (; i < n; ++i) part[0] += x[i] * y[i];
-  float s = 0.f;
-  for (float p : part) s += p;
+  for (; i + kLanes <= n; i += kLanes) acc += load16(x + i) * load16(y + i);
+  float s = hsum(acc);
+  for (; i < n; ++i) s += x[i] * y[i];
   return s;
 }
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <vector>
 
 namespace yl::cpu {
 
@@ -19,6 +20,15 @@ void run_dynamic(int64_t n, const F& task) {
     const at::AutoDispatchBelowADInplaceOrView no_autograd;
     for (int64_t i = next++; i < n; i = next++) task(i);
   });
+}
+
+// Per-thread scratch buffer number `slot` of at least n floats, uninitialised: it keeps its
+// capacity across tasks and calls, so task loops neither allocate nor zero their work space.
+template <int slot>
+float* scratch(int64_t n) {
+  thread_local std::vector<float> buf;
+  if (static_cast<int64_t>(buf.size()) < n) buf.resize(n);
+  return buf.data();
 }
 
 }  // namespace yl::cpu

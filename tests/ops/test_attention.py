@@ -44,6 +44,14 @@ def test_forward_matches_reference(device, lengths, window, hq, hk, d, dtype):
         assert (out.float() - ref).abs().max().item() <= 2 * masked_sdpa_err(q, k, v, cu, window, ref) + 2e-3
 
 
+@pytest.mark.parametrize("lengths,window", [([2600, 300], 2100), ([700, 5], 2040)])
+def test_forward_long_window_and_odd_gqa(device, lengths, window):
+    """Windows too wide for one key block (the online-softmax path) and 3 query heads per kv head."""
+    q, k, v, cu = packed(lengths, 6, 2, 64, device)
+    out = attention(q, k, v, cu, window=window)
+    torch.testing.assert_close(out, attention_reference(q, k, v, cu, window=window), rtol=2e-5, atol=2e-5)
+
+
 @pytest.mark.parametrize("hq,hk,d", [(2, 2, 64), (4, 2, 128), (8, 1, 64)])
 @pytest.mark.parametrize("lengths,window", [([97], None), ([300], 64), ([5, 1, 33, 130, 2], None), ([200, 70], 16),
                                             ([129], 1)])
