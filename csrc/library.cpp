@@ -21,6 +21,10 @@ TORCH_LIBRARY(yilightning, m) {
   // Returns (d y_sorted, d weights).
   m.def("unpermute_backward(Tensor grad, Tensor y_sorted, Tensor row_map, Tensor weights) -> (Tensor, Tensor)",
         tags);
+  // The expert path for inference: unpermute(experts(permute(x))) with SwiGLU experts w_gate_up
+  // [E, 2I, H], w_down [E, H, I]. Returns (out [T, H], group_sizes [E] int64). CPU kernel only.
+  m.def("moe_ffn(Tensor x, Tensor indices, Tensor weights, Tensor w_gate_up, Tensor w_down) -> (Tensor, Tensor)",
+        tags);
   // Causal varlen attention (window 0 = none). Returns (out [N, Hq, D], lse [Hq, N] fp32).
   m.def("attention(Tensor q, Tensor k, Tensor v, Tensor cu_seqlens, int window, float scale) -> (Tensor, Tensor)",
         tags);

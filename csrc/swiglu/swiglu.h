@@ -16,6 +16,9 @@ YL_HD void backward(float dy, float g, float u, float& dg, float& du) {
   dg = dy * u * s * (1.0f + g * (1.0f - s));
 }
 
+// y[j] = forward(g[j], u[j]) for n floats (CPU, vectorised; y may alias g or u).
+void forward_f32(const float* g, const float* u, float* y, int64_t n);
+
 // Validates x and returns its output shape ([..., 2I] -> [..., I]).
 inline std::vector<int64_t> check_input(const at::Tensor& x) {
   check_float(x, "swiglu: x");

@@ -2,7 +2,8 @@
 
 router -> ``route`` (top-k) -> ``permute`` (group rows by expert) -> ``expert_ffn`` (grouped
 GEMM, SwiGLU, grouped GEMM) -> ``unpermute`` (weighted sum back per token) [+ shared experts],
-with the report's three load-balancing losses (L_ST, L_EP, L_PEP) computed on the way.
+with the report's three load-balancing losses (L_ST, L_EP, L_PEP) computed on the way. The
+expert path is ``ops.moe_ffn``: one fused kernel for CPU inference, the composed ops otherwise.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from yilightning.ops import expert_ffn, load_balance_losses, permute, route, swiglu, unpermute
+from yilightning.ops import load_balance_losses, moe_ffn, route, swiglu
 
 
 @dataclass
@@ -117,9 +118,7 @@ class MoE(nn.Module):
             st, ep, pep = load_balance_losses(probs, indices, **self.loss_kwargs)
         else:  # inference (e.g. generation): the balancing losses are not needed; skip their cost
             st = ep = pep = logits.new_zeros((), dtype=torch.float32)
-        x_sorted, group_sizes, row_map = permute(x2, indices, self.num_experts)  # (T*k, H)
-        y_sorted = expert_ffn(x_sorted, self.w_gate_up, self.w_down, group_sizes, recompute=self.recompute)
-        out = unpermute(y_sorted, row_map, weights)  # (T, H)
+        out, group_sizes = moe_ffn(x2, indices, weights, self.w_gate_up, self.w_down, recompute=self.recompute)
         if self.shared_gate_up is not None:
             out = out + self.shared_down(swiglu(self.shared_gate_up(x2)))
         return MoEOutput(out.reshape(shape), st, ep, pep, group_sizes)

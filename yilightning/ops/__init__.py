@@ -18,7 +18,7 @@ from yilightning.ops import swiglu as _swiglu_mod
 from yilightning.ops.attention import (
     append_kv, attention, attention_reference, decode_attention, decode_attention_reference, rotary,
 )
-from yilightning.ops.grouped_gemm import expert_ffn, grouped_gemm, grouped_gemm_reference
+from yilightning.ops.grouped_gemm import expert_ffn, grouped_gemm, grouped_gemm_reference, moe_ffn
 from yilightning.ops.permute import permute, permute_reference, unpermute, unpermute_reference
 from yilightning.ops.routing import load_balance_losses, route, route_reference, update_expert_bias
 from yilightning.ops.swiglu import swiglu, swiglu_reference
@@ -46,6 +46,7 @@ SPECS: dict[str, OpSpec] = {
 
 __all__ = [
     "OpSpec", "SPECS", "append_kv", "attention", "attention_reference", "decode_attention",
-    "decode_attention_reference", "expert_ffn", "rotary", "grouped_gemm", "grouped_gemm_reference", "load_balance_losses", "permute", "permute_reference", "route", "route_reference", "swiglu",
+    "decode_attention_reference", "expert_ffn", "rotary", "grouped_gemm", "grouped_gemm_reference", "load_balance_losses",
+    "moe_ffn", "permute", "permute_reference", "route", "route_reference", "swiglu",
     "swiglu_reference", "unpermute", "unpermute_reference", "update_expert_bias",
 ]

@@ -1,4 +1,5 @@
-"""Grouped GEMM for the MoE experts, and the expert FFN built from it.
+"""Grouped GEMM for the MoE experts, the expert FFN built from it, and the whole expert path
+(``moe_ffn``: permute -> expert FFN -> unpermute, fused for inference on the CPU).
 
 Rows of ``a`` come in consecutive groups (``group_sizes[g]`` rows for expert ``g``, zeros
 allowed); group ``g`` is multiplied by its own matrix ``b[g]``. Group sizes stay on the
@@ -10,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from yilightning import _ext
+from yilightning.ops.permute import permute, unpermute
 from yilightning.ops.swiglu import swiglu
 
 _FLOATS = (torch.float32, torch.bfloat16, torch.float16)
@@ -159,3 +161,57 @@ def expert_ffn(x_sorted: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Te
     if recompute and torch.is_grad_enabled() and (h.requires_grad or w_down.requires_grad):
         return _SwigluDownRecompute.apply(h, w_down, group_sizes)
     return grouped_gemm(swiglu(h), w_down, group_sizes, trans_b=True)  # (T*k, H)
+
+
+def moe_ffn(x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor, w_gate_up: torch.Tensor,
+            w_down: torch.Tensor, *, recompute: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The expert path of an MoE layer: ``unpermute(expert_ffn(permute(x)), weights)``.
+
+    Args:
+        x: ``[T, H]`` token activations.
+        indices, weights: ``[T, k]`` expert ids (int64) and combine weights (from ``route``).
+        w_gate_up: ``[E, 2I, H]``; w_down: ``[E, H, I]`` (as ``expert_ffn``), x's dtype and device.
+        recompute: as ``expert_ffn`` (training only).
+
+    Returns:
+        ``out [T, H]`` in x's dtype and ``group_sizes [E]`` int64 (tokens per expert).
+
+    When no gradient is needed (``torch.no_grad()``, generation) on the CPU it is one fused
+    kernel: no ``[T*k, H]`` intermediate tensors, each expert's rows gathered, multiplied and
+    activated in cache-sized per-thread tiles, the output rows kept in a workspace the calling
+    thread reuses (it grows to the largest call, up to 512 MiB; larger calls use a temporary).
+    Otherwise (training, or a GPU) it runs the composed, differentiable ops.
+
+    >>> import torch, yilightning
+    >>> x, w_gu, w_dn = torch.randn(5, 8), torch.randn(4, 6, 8), torch.randn(4, 8, 3)
+    >>> weights, indices, _ = yilightning.ops.route(torch.randn(5, 4), 2)
+    >>> with torch.no_grad():
+    ...     out, sizes = yilightning.ops.moe_ffn(x, indices, weights, w_gu, w_dn)
+    >>> out.shape, int(sizes.sum())
+    (torch.Size([5, 8]), 10)
+    """
+    if w_gate_up.dim() != 3 or w_down.dim() != 3:
+        raise ValueError(f"moe_ffn: w_gate_up must be [E, 2I, H] and w_down [E, H, I], got "
+                         f"{tuple(w_gate_up.shape)} and {tuple(w_down.shape)}")
+    if weights.shape != indices.shape:
+        raise ValueError(f"moe_ffn: weights must have indices' shape {tuple(indices.shape)}, got {tuple(weights.shape)}")
+    E, two_i, H = w_gate_up.shape
+    if tuple(w_down.shape) != (E, H, two_i // 2):
+        raise ValueError(f"moe_ffn: w_down must be [E={E}, H={H}, I={two_i // 2}] to match w_gate_up, got "
+                         f"{tuple(w_down.shape)}")
+    if x.dtype != w_gate_up.dtype or x.dtype != w_down.dtype:
+        raise TypeError(f"moe_ffn: x, w_gate_up and w_down must share one dtype, got {x.dtype}, "
+                        f"{w_gate_up.dtype}, {w_down.dtype}")
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, weights, w_gate_up, w_down))
+    if not needs_grad and _ext.has_kernel("moe_ffn", x.device.type):
+        return torch.ops.yilightning.moe_ffn(x, indices, weights.float(), w_gate_up, w_down)
+    x_sorted, group_sizes, row_map = permute(x, indices, E)
+    y_sorted = expert_ffn(x_sorted, w_gate_up, w_down, group_sizes, recompute=recompute)
+    return unpermute(y_sorted, row_map, weights), group_sizes
+
+
+if _ext.module is not None:
+
+    @torch.library.register_fake("yilightning::moe_ffn")
+    def _moe_ffn_fake(x, indices, weights, w_gate_up, w_down):  # noqa: ANN001
+        return x.new_empty(x.shape), indices.new_empty((w_gate_up.shape[0],))

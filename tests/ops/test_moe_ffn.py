@@ -1,0 +1,93 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from yilightning import _ext
+from yilightning.ops import moe_ffn, route
+
+needs_ext = pytest.mark.skipif(_ext.module is None, reason=f"extension not loaded: {_ext.load_error}")
+# T, H, E, k, I: empty input, one token (most experts empty), E=1, k=E, odd sizes, and experts
+# with more than 256 rows (the kernel splits them into several tasks).
+SHAPES = [(0, 8, 4, 2, 3), (1, 7, 16, 2, 5), (97, 33, 16, 4, 9), (50, 8, 1, 1, 4), (40, 16, 6, 6, 3),
+          (700, 64, 3, 2, 40)]
+
+
+def problem(T, H, E, k, I, device, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(T, H, generator=g)
+    w_gu = torch.randn(E, 2 * I, H, generator=g) / H**0.5
+    w_dn = torch.randn(E, H, I, generator=g) / I**0.5
+    weights, indices, _ = route(torch.randn(T, E, generator=g), k)
+    x, w_gu, w_dn = (t.to(device=device, dtype=dtype) for t in (x, w_gu, w_dn))
+    return x, indices.to(device), weights.to(device), w_gu, w_dn
+
+
+def reference(x, indices, weights, w_gu, w_dn):
+    """Token by token, in fp32: sum_j w[t, j] * W_down[e] @ swiglu(W_gate_up[e] @ x[t])."""
+    x, w_gu, w_dn = x.float(), w_gu.float(), w_dn.float()
+    h = torch.einsum("tkoh,th->tko", w_gu[indices], x)  # (T, k, 2I)
+    gate, up = h.chunk(2, dim=-1)
+    y = torch.einsum("tkhi,tki->tkh", w_dn[indices], F.silu(gate) * up)
+    return (y * weights.unsqueeze(-1)).sum(1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("T,H,E,k,I", SHAPES)
+def test_inference_matches_reference(device, T, H, E, k, I, dtype):
+    args = problem(T, H, E, k, I, device, dtype)
+    with torch.no_grad():
+        out, sizes = moe_ffn(*args)
+    ref = reference(*args)
+    assert out.shape == (T, H) and out.dtype == dtype
+    assert torch.equal(sizes.cpu(), torch.bincount(args[1].flatten().cpu(), minlength=E))
+    tol = 2e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(out.float(), ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("T,H,E,k,I", [(97, 33, 16, 4, 9), (700, 64, 3, 2, 40)])
+def test_fused_inference_equals_training_path(device, T, H, E, k, I):
+    """No gradient: the fused kernel (CPU); with one: the composed, differentiable ops."""
+    x, indices, weights, w_gu, w_dn = problem(T, H, E, k, I, device)
+    with torch.no_grad():
+        fused, _ = moe_ffn(x, indices, weights, w_gu, w_dn)
+    w_gu.requires_grad_()
+    composed, _ = moe_ffn(x, indices, weights, w_gu, w_dn)
+    composed.square().sum().backward()
+    assert w_gu.grad is not None and composed.requires_grad
+    torch.testing.assert_close(fused, composed.detach(), rtol=2e-5, atol=2e-5)
+
+
+@needs_ext
+def test_workspace_reuse_across_sizes():
+    """The kept workspace grows and shrinks in use: results never depend on the previous call."""
+    big, small = problem(600, 48, 8, 3, 20, "cpu", seed=1), problem(30, 48, 8, 3, 20, "cpu", seed=2)
+    with torch.no_grad():
+        first = moe_ffn(*big)[0]
+        small_out = moe_ffn(*small)[0]
+        again = moe_ffn(*big)[0]
+    assert torch.equal(first, again)
+    torch.testing.assert_close(small_out, reference(*small), rtol=2e-5, atol=2e-5)
+
+
+@needs_ext
+def test_opcheck_and_compile():
+    args = problem(37, 24, 5, 2, 7, "cpu")
+    torch.library.opcheck(torch.ops.yilightning.moe_ffn.default, args)
+    with torch.no_grad():
+        compiled = torch.compile(lambda *a: moe_ffn(*a)[0], fullgraph=True)(*args)
+        torch.testing.assert_close(compiled, moe_ffn(*args)[0])
+
+
+def test_bad_inputs():
+    x, indices, weights, w_gu, w_dn = problem(9, 8, 4, 2, 3, "cpu")
+    with torch.no_grad():
+        with pytest.raises(ValueError, match="w_gate_up must be"):
+            moe_ffn(x, indices, weights, w_gu[0], w_dn)
+        with pytest.raises(ValueError, match="weights must have"):
+            moe_ffn(x, indices, weights[:, :1], w_gu, w_dn)
+        with pytest.raises(TypeError, match="share one dtype"):
+            moe_ffn(x, indices, weights, w_gu.double(), w_dn)
+        with pytest.raises(ValueError, match="w_down must be"):
+            moe_ffn(x, indices, weights, w_gu, w_dn[:, :, :2])
+        with pytest.raises((ValueError, RuntimeError), match=r"indices must lie in \[0, num_experts=4\)"):
+            moe_ffn(x, indices + 3, weights, w_gu, w_dn)
