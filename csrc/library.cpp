@@ -7,6 +7,8 @@ TORCH_LIBRARY(yilightning, m) {
   const std::vector<at::Tag> tags = {at::Tag::pt2_compliant_tag};
   m.def("swiglu(Tensor x) -> Tensor", tags);
   m.def("swiglu_backward(Tensor grad, Tensor x) -> Tensor", tags);
+  // weight * round_to_x_dtype(x * rsqrt(mean(x^2, -1) + eps)), fp32 math; weight [C] of x [..., C].
+  m.def("rms_norm(Tensor x, Tensor weight, float eps) -> Tensor", tags);
   // score: 0 softmax, 1 sigmoid. Returns (weights [T,k] fp32, indices [T,k] int64, probs [T,E] fp32).
   m.def(
       "route(Tensor logits, int top_k, int score, Tensor? expert_bias, int n_groups, int topk_groups, "
@@ -37,4 +39,6 @@ TORCH_LIBRARY(yilightning, m) {
   m.def("decode_attention(Tensor q, Tensor k_cache, Tensor v_cache, Tensor cache_seqlens, int window, float scale) "
         "-> Tensor",
         tags);
+  // Rotary embedding of x [..., T, H, D] at positions [..., T] (rotate-half); inverse = -angle.
+  m.def("rotary(Tensor x, Tensor positions, float base, bool inverse) -> Tensor", tags);
 }

@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "common/check.h"
@@ -115,6 +116,39 @@ inline at::Tensor merge_splits(const at::Tensor& part_o, const at::Tensor& part_
   const at::Tensor M = std::get<0>(part_m.max(-1, /*keepdim=*/true));
   const at::Tensor w = (part_m - M).exp();
   return (part_o * w.unsqueeze(-1)).sum(2) / (part_l * w).sum(-1, /*keepdim=*/true);
+}
+
+}  // namespace yl::attention
+
+namespace yl::attention {
+
+// Rotary embedding, rotate-half convention (Llama/Qwen/Mistral): for i < D/2 and
+// theta_i = position * base^(-2i/D),
+//   out[i] = x[i] cos - x[i + D/2] sin,   out[i + D/2] = x[i + D/2] cos + x[i] sin.
+// `inverse` rotates by -theta: the backward. Angles in fp32, computed as the Python reference
+// does (inv_freq = 1 / base^(float(2i) / D), angle = float(position) * inv_freq).
+YL_HD float rope_inv_freq(int64_t i, int64_t D, float base) {
+  return 1.0f / powf(base, static_cast<float>(2 * i) / static_cast<float>(D));
+}
+
+YL_HD void rope_pair(float x1, float x2, float c, float s, float& o1, float& o2) {
+  o1 = x1 * c - x2 * s;
+  o2 = x2 * c + x1 * s;
+}
+
+// x [..., T, H, D] with positions [..., T] (int32/int64 on x's device). Returns (rows, H, D).
+inline std::tuple<int64_t, int64_t, int64_t> check_rotary(const at::Tensor& x, const at::Tensor& positions,
+                                                          double base) {
+  check_float(x, "rotary: x");
+  TORCH_CHECK(x.dim() >= 2 && x.size(-1) % 2 == 0, "rotary: x must be [..., H, D] with D even, got ", x.sizes());
+  TORCH_CHECK(positions.scalar_type() == at::kLong || positions.scalar_type() == at::kInt,
+              "rotary: positions must be int32 or int64, got ", positions.scalar_type());
+  TORCH_CHECK(positions.sizes() == x.sizes().slice(0, x.dim() - 2), "rotary: positions must have shape ",
+              x.sizes().slice(0, x.dim() - 2), " (x without its last two dims), got ", positions.sizes());
+  TORCH_CHECK(positions.device() == x.device(), "rotary: positions must be on ", x.device(), ", got ",
+              positions.device());
+  TORCH_CHECK(base > 1.0, "rotary: base must be > 1, got ", base);
+  return {positions.numel(), x.size(-2), x.size(-1)};
 }
 
 }  // namespace yl::attention

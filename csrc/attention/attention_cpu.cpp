@@ -7,6 +7,7 @@
 // block) and accumulates dK, dV over all query heads of its group; pass 2 owns (head, query
 // block) and accumulates dQ. Every output row has one writer: deterministic, no atomics.
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <cmath>
@@ -244,12 +245,47 @@ at::Tensor decode_cpu(const at::Tensor& q_in, const at::Tensor& kc_in, const at:
   return merge_splits(part_o, part_m, part_l).to(q_in.scalar_type());
 }
 
+at::Tensor rotary_cpu(const at::Tensor& x_in, const at::Tensor& pos_in, double base, bool inverse) {
+  const auto [R, H, D] = check_rotary(x_in, pos_in, base);
+  TORCH_CHECK(x_in.device().is_cpu(), "rotary: x must be a CPU tensor here, got ", x_in.device());
+  const at::Tensor x = x_in.contiguous(), pos = pos_in.to(at::kLong).contiguous();
+  at::Tensor out = at::empty_like(x);
+  if (out.numel() == 0) return out;
+  const int64_t half = D / 2;
+  std::vector<float> inv(half);
+  for (int64_t i = 0; i < half; ++i) inv[i] = rope_inv_freq(i, D, static_cast<float>(base));
+  const int64_t* pp = pos.const_data_ptr<int64_t>();
+  YL_DISPATCH_FLOAT(x.scalar_type(), "rotary_cpu", [&] {
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    scalar_t* op = out.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, R, std::max<int64_t>(1, 4096 / (H * D)), [&](int64_t begin, int64_t end) {
+      std::vector<float> c(half), s(half), row(D), o(D);
+      for (int64_t r = begin; r < end; ++r) {
+        for (int64_t i = 0; i < half; ++i) {  // the row's angles, shared by its H heads
+          const float angle = static_cast<float>(pp[r]) * inv[i];
+          c[i] = std::cos(angle);
+          s[i] = inverse ? -std::sin(angle) : std::sin(angle);
+        }
+        for (int64_t h = 0; h < H; ++h) {
+          const int64_t at = (r * H + h) * D;
+          const float* xr = cpu::load_f32(xp + at, row.data(), D);
+          float* orow = cpu::out_f32(op + at, o.data());
+          for (int64_t i = 0; i < half; ++i) rope_pair(xr[i], xr[i + half], c[i], s[i], orow[i], orow[i + half]);
+          cpu::store_f32(orow, op + at, D);
+        }
+      }
+    });
+  });
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(yilightning, CPU, m) {
   m.impl("attention", &attention_fwd_cpu);
   m.impl("attention_backward", &attention_bwd_cpu);
   m.impl("decode_attention", &decode_cpu);
+  m.impl("rotary", &rotary_cpu);
 }
 
 }  // namespace yl::attention

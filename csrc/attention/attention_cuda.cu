@@ -410,12 +410,47 @@ at::Tensor decode_cuda(const at::Tensor& q_in, const at::Tensor& kc_in, const at
   return merge_splits(part_o, part_m, part_l).to(q_in.scalar_type());
 }
 
+// Rotary: one thread per (row, head, pair i < D/2).
+template <typename S>
+__global__ void rotary_kernel(const S* __restrict__ x, const int64_t* __restrict__ pos, S* __restrict__ out,
+                              int64_t R, int64_t H, int64_t D, float base, float sign) {
+  const int64_t half = D / 2, n = R * H * half;
+  for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < n; t += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t i = t % half, rh = t / half, r = rh / H;
+    float s, c;
+    sincosf(static_cast<float>(pos[r]) * rope_inv_freq(i, D, base), &s, &c);
+    float o1, o2;
+    rope_pair(static_cast<float>(x[rh * D + i]), static_cast<float>(x[rh * D + i + half]), c, sign * s, o1, o2);
+    out[rh * D + i] = static_cast<S>(o1);
+    out[rh * D + i + half] = static_cast<S>(o2);
+  }
+}
+
+at::Tensor rotary_cuda(const at::Tensor& x_in, const at::Tensor& pos_in, double base, bool inverse) {
+  const auto [R, H, D] = check_rotary(x_in, pos_in, base);
+  TORCH_CHECK(x_in.is_cuda(), "rotary: x must be a CUDA tensor here, got ", x_in.device());
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  const at::Tensor x = x_in.contiguous(), pos = pos_in.to(at::kLong).contiguous();
+  at::Tensor out = at::empty_like(x);
+  const int64_t n = R * H * (D / 2);
+  if (n == 0) return out;
+  const int blocks = static_cast<int>(std::min<int64_t>((n + 255) / 256, 65535));
+  YL_DISPATCH_FLOAT(x.scalar_type(), "rotary_cuda", [&] {
+    rotary_kernel<scalar_t><<<blocks, 256, 0, c10::cuda::getCurrentCUDAStream()>>>(
+        x.const_data_ptr<scalar_t>(), pos.const_data_ptr<int64_t>(), out.mutable_data_ptr<scalar_t>(), R, H, D,
+        static_cast<float>(base), inverse ? -1.f : 1.f);
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(yilightning, CUDA, m) {
   m.impl("attention", &attention_fwd_cuda);
   m.impl("attention_backward", &attention_bwd_cuda);
   m.impl("decode_attention", &decode_cuda);
+  m.impl("rotary", &rotary_cuda);
 }
 
 }  // namespace yl::attention

@@ -4,6 +4,7 @@ import torch
 from yilightning import _ext
 from yilightning.ops import (
     append_kv, attention, attention_reference, decode_attention, decode_attention_reference, rotary,
+    rotary_reference,
 )
 
 needs_ext = pytest.mark.skipif(_ext.module is None, reason=f"extension not loaded: {_ext.load_error}")
@@ -237,3 +238,53 @@ def test_rotary_matches_transformers_convention():
     a = (rotary(q, torch.tensor([10])) * rotary(k, torch.tensor([4]))).sum()
     b = (rotary(q, torch.tensor([106])) * rotary(k, torch.tensor([100]))).sum()
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape,max_pos,base", [((7, 3, 16), 7, 10000.0), ((2, 33, 4, 128), 70000, 1e6),
+                                                ((1, 1, 2), 3, 500.0), ((0, 2, 8), 1, 10000.0)])
+def test_rotary_kernel_matches_reference(device, shape, max_pos, base, dtype):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(*shape, generator=g).to(device=device, dtype=dtype)
+    for pos_dtype in (torch.int64, torch.int32):
+        pos = torch.randint(0, max_pos, shape[:-2], generator=g).to(device=device, dtype=pos_dtype)
+        out = rotary(x, pos, base)
+        assert out.dtype == dtype and out.shape == x.shape
+        # same fp32 angle arithmetic; cos/sin implementations differ by an ulp or two
+        tol = (1e-5 if max_pos < 100 else 1e-4) if dtype == torch.float32 else 2e-2
+        torch.testing.assert_close(out.float(), rotary_reference(x, pos, base).float(), rtol=tol, atol=tol)
+
+
+def test_rotary_gradient_is_the_inverse_rotation(device):
+    x = torch.randn(2, 9, 4, 32, device=device, requires_grad=True)
+    pos = torch.randint(0, 500, (2, 9), device=device)
+    grad = torch.randn_like(x)
+    rotary(x, pos).backward(grad)
+    x_ref = x.detach().clone().requires_grad_()
+    rotary_reference(x_ref, pos).backward(grad)
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
+
+
+@needs_ext
+def test_rotary_opcheck_and_compile(device):
+    x = torch.randn(5, 2, 16, device=device, requires_grad=True)
+    pos = torch.arange(5, device=device) + 3
+    torch.library.opcheck(torch.ops.yilightning.rotary.default, (x, pos, 10000.0, False))
+    torch._dynamo.reset()
+    fn = torch.compile(lambda x, p: rotary(x, p, 500.0).square().sum(), fullgraph=True)
+    fn(x, pos).backward()
+    x_ref = x.detach().clone().requires_grad_()
+    rotary_reference(x_ref, pos, 500.0).square().sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_rotary_bad_inputs():
+    x = torch.randn(4, 2, 8)
+    with pytest.raises(ValueError, match="D even"):
+        rotary(torch.randn(4, 2, 7), torch.arange(4))
+    with pytest.raises(ValueError, match="positions must be int32/int64 of shape"):
+        rotary(x, torch.arange(5))
+    with pytest.raises(ValueError, match="positions must be int32/int64"):
+        rotary(x, torch.arange(4).float())
+    with pytest.raises(ValueError, match="base must be > 1"):
+        rotary(x, torch.arange(4), 1.0)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from yilightning.ops import append_kv, attention, decode_attention, rotary
+from yilightning.ops import append_kv, attention, decode_attention, rms_norm, rotary
 
 
 @dataclass(frozen=True)
@@ -95,8 +95,7 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        return self.weight * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
+        return rms_norm(x, self.weight, self.eps)
 
 
 @dataclass

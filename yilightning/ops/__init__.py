@@ -13,13 +13,16 @@ import torch
 
 from yilightning.ops import attention as _attention_mod
 from yilightning.ops import grouped_gemm as _gg_mod
+from yilightning.ops import rmsnorm as _rmsnorm_mod
 from yilightning.ops import routing as _routing_mod
 from yilightning.ops import swiglu as _swiglu_mod
 from yilightning.ops.attention import (
     append_kv, attention, attention_reference, decode_attention, decode_attention_reference, rotary,
+    rotary_reference,
 )
 from yilightning.ops.grouped_gemm import expert_ffn, grouped_gemm, grouped_gemm_reference, moe_ffn
 from yilightning.ops.permute import permute, permute_reference, unpermute, unpermute_reference
+from yilightning.ops.rmsnorm import rms_norm, rms_norm_reference
 from yilightning.ops.routing import load_balance_losses, route, route_reference, update_expert_bias
 from yilightning.ops.swiglu import swiglu, swiglu_reference
 
@@ -40,13 +43,14 @@ SPECS: dict[str, OpSpec] = {
                     _routing_mod.example_inputs),
     "grouped_gemm": OpSpec("grouped_gemm", _gg_mod.check_fn(grouped_gemm), _gg_mod.check_fn(grouped_gemm_reference),
                            _gg_mod.example_inputs),
+    "rms_norm": OpSpec("rms_norm", rms_norm, rms_norm_reference, _rmsnorm_mod.example_inputs),
     "attention": OpSpec("attention", _attention_mod.check_fn(attention), _attention_mod.check_fn(attention_reference),
                         _attention_mod.example_inputs),
 }
 
 __all__ = [
     "OpSpec", "SPECS", "append_kv", "attention", "attention_reference", "decode_attention",
-    "decode_attention_reference", "expert_ffn", "rotary", "grouped_gemm", "grouped_gemm_reference", "load_balance_losses",
-    "moe_ffn", "permute", "permute_reference", "route", "route_reference", "swiglu",
+    "decode_attention_reference", "expert_ffn", "rotary", "rotary_reference", "grouped_gemm", "grouped_gemm_reference", "load_balance_losses",
+    "moe_ffn", "permute", "rms_norm", "rms_norm_reference", "permute_reference", "route", "route_reference", "swiglu",
     "swiglu_reference", "unpermute", "unpermute_reference", "update_expert_bias",
 ]

@@ -186,10 +186,21 @@ def append_kv(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor, v: 
     v_cache[rows, slots] = v.to(v_cache.dtype)
 
 
-def rotary(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
-    """Rotary position embedding (the rotate-half convention of Llama/Qwen/Mistral) of
-    ``x [..., T, H, D]`` at integer ``positions [..., T]``; the angles are computed in fp32.
-    Raise ``base`` for long-context extension."""
+def _check_rotary(x: torch.Tensor, positions: torch.Tensor, base: float) -> None:
+    if x.dim() < 2 or x.shape[-1] % 2 or x.dtype not in _FLOATS:
+        raise ValueError(f"rotary: x must be a float [..., H, D] tensor with D even, got {x.dtype} {tuple(x.shape)}")
+    if positions.dtype not in (torch.int32, torch.int64) or positions.shape != x.shape[:-2]:
+        raise ValueError(f"rotary: positions must be int32/int64 of shape {tuple(x.shape[:-2])} (x without its "
+                         f"last two dims), got {positions.dtype} {tuple(positions.shape)}")
+    if positions.device != x.device:
+        raise ValueError(f"rotary: positions must be on {x.device}, got {positions.device}")
+    if not base > 1:
+        raise ValueError(f"rotary: base must be > 1, got {base}")
+
+
+def rotary_reference(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    """Pure-PyTorch ``rotary``: the ground truth and the fallback."""
+    _check_rotary(x, positions, base)
     D = x.shape[-1]
     inv_freq = 1.0 / (base ** (torch.arange(0, D, 2, device=x.device, dtype=torch.float32) / D))
     angles = positions.float().unsqueeze(-1) * inv_freq  # (..., T, D/2)
@@ -197,6 +208,17 @@ def rotary(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) -> t
     x1, x2 = x.float().chunk(2, dim=-1)
     rotated = torch.cat([-x2, x1], dim=-1)
     return (x.float() * emb.cos() + rotated * emb.sin()).to(x.dtype)
+
+
+def rotary(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    """Rotary position embedding (the rotate-half convention of Llama/Qwen/Mistral) of
+    ``x [..., T, H, D]`` at integer ``positions [..., T]``; the angles are computed in fp32.
+    Raise ``base`` for long-context extension. One kernel (the angles computed once per token
+    for all its heads); differentiable: the gradient is the inverse rotation."""
+    _check_rotary(x, positions, base)
+    if _ext.has_kernel("rotary", x.device.type):
+        return torch.ops.yilightning.rotary(x, positions, float(base), False)
+    return rotary_reference(x, positions, base)
 
 
 if _ext.module is not None:
@@ -227,3 +249,18 @@ if _ext.module is not None:
         return dq, dk, dv, None, None, None
 
     torch.library.register_autograd("yilightning::attention", _backward, setup_context=_setup)
+
+    @torch.library.register_fake("yilightning::rotary")
+    def _rotary_fake(x, positions, base, inverse):  # noqa: ANN001
+        return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+    def _rotary_setup(ctx, inputs, output) -> None:  # noqa: ANN001
+        _, positions, base, inverse = inputs
+        ctx.save_for_backward(positions)
+        ctx.base, ctx.inverse = base, inverse
+
+    def _rotary_backward(ctx, grad):  # noqa: ANN001, ANN202
+        (positions,) = ctx.saved_tensors
+        return torch.ops.yilightning.rotary(grad, positions, ctx.base, not ctx.inverse), None, None, None
+
+    torch.library.register_autograd("yilightning::rotary", _rotary_backward, setup_context=_rotary_setup)
