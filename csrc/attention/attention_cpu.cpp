@@ -241,7 +241,10 @@ at::Tensor decode_cpu(const at::Tensor& q_in, const at::Tensor& kc_in, const at:
       plp[idx] = cpu::exp_sub_sum(P.data() + g * n, n, pmp[idx]);
     }
     cpu::gemm_f32(false, false, G, D, n, 1.f, P.data(), n, V, ld, 0.f, O, nsplit * D);
+    if (nsplit == 1)  // the only split: normalise here, nothing to merge
+      for (int64_t g = 0; g < G; ++g) cpu::scale_f32(O + g * D, D, 1.f / plp[b * Hq + hk * G + g]);
   });
+  if (nsplit == 1) return part_o.view({B, Hq, D}).to(q_in.scalar_type());
   return merge_splits(part_o, part_m, part_l).to(q_in.scalar_type());
 }
 

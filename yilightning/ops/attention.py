@@ -217,7 +217,7 @@ def rotary(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) -> t
     for all its heads); differentiable: the gradient is the inverse rotation."""
     _check_rotary(x, positions, base)
     if _ext.has_kernel("rotary", x.device.type):
-        return torch.ops.yilightning.rotary(x, positions, float(base), False)
+        return _ext.call(torch.ops.yilightning.rotary, x, positions, float(base), False)
     return rotary_reference(x, positions, base)
 
 

@@ -47,7 +47,7 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.
     """
     _check(x, weight, eps)
     if _ext.has_kernel("rms_norm", x.device.type):
-        return torch.ops.yilightning.rms_norm(x, weight, float(eps))
+        return _ext.call(torch.ops.yilightning.rms_norm, x, weight, float(eps))
     return rms_norm_reference(x, weight, eps)
 
 

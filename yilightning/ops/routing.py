@@ -121,9 +121,8 @@ def route(
     topk_groups = n_groups if topk_groups is None else topk_groups
     _check_route(logits, top_k, score, expert_bias, n_groups, topk_groups)
     if _ext.has_kernel("route", logits.device.type):
-        return torch.ops.yilightning.route(
-            logits, top_k, SCORES[score], expert_bias, n_groups, topk_groups, normalize, float(scale)
-        )
+        return _ext.call(torch.ops.yilightning.route, logits, top_k, SCORES[score], expert_bias, n_groups,
+                         topk_groups, normalize, float(scale))
     return route_reference(logits, top_k, score=score, expert_bias=expert_bias, n_groups=n_groups,
                            topk_groups=topk_groups, normalize=normalize, scale=scale)
 

@@ -44,7 +44,7 @@ def swiglu(x: torch.Tensor) -> torch.Tensor:
     """
     _check(x)
     if _ext.has_kernel("swiglu", x.device.type):
-        return torch.ops.yilightning.swiglu(x)
+        return _ext.call(torch.ops.yilightning.swiglu, x)
     return swiglu_reference(x)
 
 
