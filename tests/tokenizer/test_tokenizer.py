@@ -70,3 +70,33 @@ def test_bad_vocab_size():
         train_tokenizer(CORPUS, vocab_size=100)
     with pytest.raises(ValueError, match="change vocab_size"):
         train_tokenizer(["tiny corpus"], vocab_size=50000)
+
+
+def _stdlib_docs() -> list[str]:
+    import argparse, collections, csv, decimal, email, json, os, pathlib, re, statistics, textwrap  # noqa: E401
+    docs = []
+    for mod in (argparse, collections, csv, decimal, email, json, os, pathlib, re, statistics, textwrap):
+        docs += [obj.__doc__ for obj in [mod, *vars(mod).values()] if isinstance(getattr(obj, "__doc__", None), str)]
+    return docs
+
+
+def test_hugging_face_files_encode_identically(tok, tmp_path):
+    """``AutoTokenizer.from_pretrained`` on a saved folder gives the same ids, decodes back, and
+    its chat template renders what apply_chat_template encodes."""
+    from transformers import AutoTokenizer
+
+    docs = _stdlib_docs()
+    big = train_tokenizer(docs + CORPUS, vocab_size=3000)
+    for t, texts in ((tok, CORPUS[:4]), (big, docs[:300])):
+        t.save(tmp_path)
+        hf = AutoTokenizer.from_pretrained(tmp_path)
+        samples = [*texts, "emoji 🚀🔥 and rare ∮ 𝔘 ꙮ", "  double  spaces\n\n", f"{IM_START}user\n42{IM_END}", "x=1234567"]
+        for text in samples:
+            ids = t.encode(text)
+            assert hf.encode(text, add_special_tokens=False) == ids, text[:60]
+            assert hf.decode(ids) == text
+        msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?\nThanks"},
+                {"role": "assistant", "content": "4"}]
+        rendered = hf.apply_chat_template(msgs, tokenize=False, add_generation_prompt=False)
+        assert hf.encode(rendered, add_special_tokens=False) == t.apply_chat_template(msgs)[0]
+    assert {p.name for p in tmp_path.iterdir()} == {"tokenizer.model", "tokenizer.json", "tokenizer_config.json"}

@@ -1,6 +1,10 @@
 """SentencePiece BPE tokenizer as the report describes it (digits split into single digits,
 byte fallback for rare characters), with chat-template special tokens.
 
+``Tokenizer.save(dir)`` writes the SentencePiece model and its Hugging Face form
+(``tokenizer.json``, ``tokenizer_config.json`` with the chat template), so
+``transformers.AutoTokenizer.from_pretrained(dir)`` encodes exactly as this class does.
+
 >>> tok = train_tokenizer(["Hello world 2024!", "你好，世界"] * 200, vocab_size=300)
 >>> tok.decode(tok.encode("Hello 42 🙂")) == "Hello 42 🙂"
 True
@@ -9,17 +13,26 @@ True
 from __future__ import annotations
 
 import io
+import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import sentencepiece as spm
+from tokenizers import AddedToken, decoders, models, normalizers
+from tokenizers import Tokenizer as FastTokenizer
 
 # Chat markup (ChatML style). A turn is <|im_start|>role\ncontent<|im_end|>\n.
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 DEFAULT_SPECIAL_TOKENS = (IM_START, IM_END, "<|endoftext|>")
 MODEL_FILE = "tokenizer.model"
+HF_FILES = ("tokenizer.json", "tokenizer_config.json")
+# ChatML, rendering exactly the turns apply_chat_template encodes.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+    "'<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
 ROLES = ("system", "user", "assistant")
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 MIN_VOCAB = 300  # byte fallback needs the 256 byte pieces plus the special and a few merges
@@ -43,13 +56,47 @@ class Tokenizer:
         return cls(p.read_bytes())
 
     def save(self, directory: str | os.PathLike) -> Path:
-        """Write ``tokenizer.model`` into ``directory`` (beside a saved model), atomically."""
+        """Write ``tokenizer.model`` into ``directory`` (beside a saved model), with its Hugging
+        Face form (``tokenizer.json``, ``tokenizer_config.json``), each file atomically."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=d, delete=False) as f:
-            f.write(self._proto)
-        os.replace(f.name, d / MODEL_FILE)
+        config = {
+            "tokenizer_class": "PreTrainedTokenizerFast", "chat_template": CHAT_TEMPLATE,
+            "bos_token": self.sp.id_to_piece(BOS_ID), "eos_token": self.sp.id_to_piece(EOS_ID),
+            "unk_token": self.sp.id_to_piece(UNK_ID), "pad_token": self.sp.id_to_piece(PAD_ID),
+            "add_bos_token": False, "add_eos_token": False, "clean_up_tokenization_spaces": False,
+        }
+        files = {MODEL_FILE: self._proto, "tokenizer.json": self.to_hf().to_str().encode(),
+                 "tokenizer_config.json": json.dumps(config, indent=2, ensure_ascii=False).encode()}
+        for name, data in files.items():
+            with tempfile.NamedTemporaryFile(dir=d, delete=False) as f:
+                f.write(data)
+            os.replace(f.name, d / name)
         return d / MODEL_FILE
+
+    def to_hf(self) -> FastTokenizer:
+        """The same tokenizer as a Hugging Face ``tokenizers.Tokenizer``: a byte-fallback BPE over
+        this vocabulary whose merges are ranked by SentencePiece's piece scores (its merge order),
+        spaces mapped to U+2581 as SentencePiece does, the control and user-defined pieces as
+        special tokens. It encodes every text to the same ids."""
+        sp, n = self.sp, self.sp.get_piece_size()
+        pieces = [sp.id_to_piece(i) for i in range(n)]
+        vocab = {p: i for i, p in enumerate(pieces)}
+        first_byte = next(i for i in range(n) if sp.is_byte(i))
+        # control/unknown pieces, and the user-defined symbols SentencePiece places before the bytes
+        special = {i for i in range(n) if sp.is_control(i) or sp.is_unknown(i) or i < first_byte}
+        merges = sorted(
+            (i, vocab[p[:cut]], vocab[p[cut:]])
+            for i, p in enumerate(pieces) if i not in special and not sp.is_byte(i)
+            for cut in range(1, len(p))
+            if vocab.get(p[:cut], -1) >= first_byte and vocab.get(p[cut:], -1) >= first_byte
+        )
+        fast = FastTokenizer(models.BPE(vocab=vocab, merges=[(pieces[a], pieces[b]) for _, a, b in merges],
+                                        unk_token=pieces[UNK_ID], byte_fallback=True, fuse_unk=True))
+        fast.normalizer = normalizers.Replace(" ", "\u2581")
+        fast.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()])
+        fast.add_special_tokens([AddedToken(pieces[i], special=True, normalized=False) for i in sorted(special)])
+        return fast
 
     @property
     def vocab_size(self) -> int:
