@@ -9,6 +9,8 @@ TORCH_LIBRARY(yilightning, m) {
   m.def("swiglu_backward(Tensor grad, Tensor x) -> Tensor", tags);
   // weight * round_to_x_dtype(x * rsqrt(mean(x^2, -1) + eps)), fp32 math; weight [C] of x [..., C].
   m.def("rms_norm(Tensor x, Tensor weight, float eps) -> Tensor", tags);
+  // Returns (dx, dweight).
+  m.def("rms_norm_backward(Tensor grad, Tensor x, Tensor weight, float eps) -> (Tensor, Tensor)", tags);
   // score: 0 softmax, 1 sigmoid. Returns (weights [T,k] fp32, indices [T,k] int64, probs [T,E] fp32).
   m.def(
       "route(Tensor logits, int top_k, int score, Tensor? expert_bias, int n_groups, int topk_groups, "

@@ -265,9 +265,8 @@ at::Tensor rotary_cpu(const at::Tensor& x_in, const at::Tensor& pos_in, double b
       std::vector<float> c(half), s(half), row(D), o(D);
       for (int64_t r = begin; r < end; ++r) {
         for (int64_t i = 0; i < half; ++i) {  // the row's angles, shared by its H heads
-          const float angle = static_cast<float>(pp[r]) * inv[i];
-          c[i] = std::cos(angle);
-          s[i] = inverse ? -std::sin(angle) : std::sin(angle);
+          ::sincosf(static_cast<float>(pp[r]) * inv[i], &s[i], &c[i]);  // glibc: one range reduction for both
+          if (inverse) s[i] = -s[i];
         }
         for (int64_t h = 0; h < H; ++h) {
           const int64_t at = (r * H + h) * D;

@@ -15,6 +15,20 @@
 namespace yl::rmsnorm {
 namespace {
 
+// n <- x * inv rounded to x's dtype (held as fp32); every step a vectorised row helper.
+template <typename X>
+void normalized(const float* x, float inv, float* n, X* rounded, int64_t C) {
+  cpu::scaled_copy_f32(x, n, C, inv);
+  if constexpr (!std::is_same_v<X, float>) {
+    cpu::from_f32(n, rounded, C);
+    cpu::to_f32(rounded, n, C);
+  }
+}
+
+float row_rsqrt(const float* x, int64_t C, double eps) {
+  return 1.f / std::sqrt(cpu::dot_f32(x, x, C) / static_cast<float>(C) + static_cast<float>(eps));
+}
+
 at::Tensor rms_norm_cpu(const at::Tensor& x_in, const at::Tensor& weight_in, double eps) {
   const auto [rows, C] = check_inputs(x_in, weight_in, eps);
   TORCH_CHECK(x_in.device().is_cpu(), "rms_norm: x must be a CPU tensor here, got ", x_in.device());
@@ -26,16 +40,13 @@ at::Tensor rms_norm_cpu(const at::Tensor& x_in, const at::Tensor& weight_in, dou
   YL_DISPATCH_FLOAT(x.scalar_type(), "rms_norm_cpu", [&] {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / C), [&](int64_t begin, int64_t end) {
-      std::vector<float> buf(C), o(C);
+      std::vector<float> buf(C), n(C), o(C);
+      std::vector<scalar_t> rounded(std::is_same_v<scalar_t, float> ? 0 : C);
       for (int64_t r = begin; r < end; ++r) {
         const float* xr = cpu::load_f32(xp + r * C, buf.data(), C);
-        const float inv = 1.f / std::sqrt(cpu::dot_f32(xr, xr, C) / static_cast<float>(C) + static_cast<float>(eps));
+        normalized(xr, row_rsqrt(xr, C, eps), n.data(), rounded.data(), C);
         float* orow = out_f32 ? out.mutable_data_ptr<float>() + r * C : o.data();
-        for (int64_t c = 0; c < C; ++c) {
-          float n = xr[c] * inv;
-          if constexpr (!std::is_same_v<scalar_t, float>) n = static_cast<float>(static_cast<scalar_t>(n));
-          orow[c] = wp[c] * n;
-        }
+        cpu::mul_f32(wp, n.data(), orow, C);
         if (!out_f32) cpu::store_f32(orow, out.mutable_data_ptr<scalar_t>() + r * C, C);
       }
     });
@@ -43,8 +54,52 @@ at::Tensor rms_norm_cpu(const at::Tensor& x_in, const at::Tensor& weight_in, dou
   return out;
 }
 
+std::tuple<at::Tensor, at::Tensor> rms_norm_backward_cpu(const at::Tensor& grad_in, const at::Tensor& x_in,
+                                                         const at::Tensor& weight_in, double eps) {
+  const auto [rows, C] = check_inputs(x_in, weight_in, eps);
+  check_backward(grad_in, x_in, weight_in);
+  TORCH_CHECK(x_in.device().is_cpu(), "rms_norm_backward: x must be a CPU tensor here, got ", x_in.device());
+  const at::Tensor x = x_in.contiguous(), grad = grad_in.to(at::kFloat).contiguous(),
+                   w = weight_in.to(at::kFloat).contiguous();
+  at::Tensor dx = at::empty(x.sizes(), x.options());
+  const int64_t blocks = (rows + kRowBlock - 1) / kRowBlock;
+  at::Tensor dw_part = at::zeros({std::max<int64_t>(blocks, 1), C}, w.options());
+  if (rows > 0) {
+    const float *wp = w.const_data_ptr<float>(), *gp = grad.const_data_ptr<float>();
+    float* dwp = dw_part.mutable_data_ptr<float>();
+    YL_DISPATCH_FLOAT(x.scalar_type(), "rms_norm_backward_cpu", [&] {
+      const scalar_t* xp = x.const_data_ptr<scalar_t>();
+      scalar_t* dxp = dx.mutable_data_ptr<scalar_t>();
+      at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+        std::vector<float> buf(C), n(C), dn(C), o(C);
+        std::vector<scalar_t> rounded(std::is_same_v<scalar_t, float> ? 0 : C);
+        for (int64_t blk = begin; blk < end; ++blk) {
+          for (int64_t r = blk * kRowBlock; r < std::min(rows, (blk + 1) * kRowBlock); ++r) {
+            const float* xr = cpu::load_f32(xp + r * C, buf.data(), C);
+            const float* g = gp + r * C;
+            const float inv = row_rsqrt(xr, C, eps);
+            normalized(xr, inv, n.data(), rounded.data(), C);
+            cpu::mul_add_f32(g, n.data(), dwp + blk * C, C);  // dw: the rounded n, as forward used it
+            cpu::scaled_copy_f32(xr, n.data(), C, inv);       // dx: the exact n
+            cpu::mul_f32(g, wp, dn.data(), C);
+            const float mean = cpu::dot_f32(dn.data(), n.data(), C) / static_cast<float>(C);
+            float* d = cpu::out_f32(dxp + r * C, o.data());
+            cpu::scaled_copy_f32(dn.data(), d, C, inv);
+            cpu::axpy_f32(-inv * mean, n.data(), d, C);
+            cpu::store_f32(d, dxp + r * C, C);
+          }
+        }
+      });
+    });
+  }
+  return {dx, dw_part.sum(0).to(weight_in.scalar_type())};
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(yilightning, CPU, m) { m.impl("rms_norm", &rms_norm_cpu); }
+TORCH_LIBRARY_IMPL(yilightning, CPU, m) {
+  m.impl("rms_norm", &rms_norm_cpu);
+  m.impl("rms_norm_backward", &rms_norm_backward_cpu);
+}
 
 }  // namespace yl::rmsnorm

@@ -63,8 +63,90 @@ at::Tensor rms_norm_cuda(const at::Tensor& x_in, const at::Tensor& weight_in, do
   return out;
 }
 
+// Block-wide sum of one float per thread (kThreads threads), returned to every thread.
+__device__ float block_sum(float v) {
+  __shared__ float part[kThreads / 32];
+  __shared__ float total;
+  for (int off = 16; off > 0; off /= 2) v += __shfl_down_sync(0xffffffffu, v, off);
+  if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = v;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float t = 0.f;
+    for (int i = 0; i < kThreads / 32; ++i) t += part[i];
+    total = t;
+  }
+  __syncthreads();
+  const float out = total;
+  __syncthreads();  // part/total are reused by the next call
+  return out;
+}
+
+// dx: one block per row; also keeps each row's rsqrt for the weight gradient.
+template <typename X>
+__global__ void rms_norm_dx_kernel(const float* __restrict__ g, const X* __restrict__ x, const float* __restrict__ w,
+                                   X* __restrict__ dx, float* __restrict__ inv_out, int64_t C, float eps) {
+  const X* xr = x + blockIdx.x * C;
+  const float* gr = g + blockIdx.x * C;
+  float ss = 0.f;
+  for (int64_t c = threadIdx.x; c < C; c += kThreads) ss += static_cast<float>(xr[c]) * static_cast<float>(xr[c]);
+  const float inv = rsqrtf(block_sum(ss) / static_cast<float>(C) + eps);
+  if (threadIdx.x == 0) inv_out[blockIdx.x] = inv;
+  float dot = 0.f;
+  for (int64_t c = threadIdx.x; c < C; c += kThreads) dot += gr[c] * w[c] * static_cast<float>(xr[c]) * inv;
+  const float mean = block_sum(dot) / static_cast<float>(C);
+  for (int64_t c = threadIdx.x; c < C; c += kThreads) {
+    const float n = static_cast<float>(xr[c]) * inv;
+    dx[blockIdx.x * C + c] = static_cast<X>(inv * (gr[c] * w[c] - n * mean));
+  }
+}
+
+// Partial weight gradients: block (column tile, row block) sums its kRowBlock rows in order.
+template <typename X>
+__global__ void rms_norm_dw_kernel(const float* __restrict__ g, const X* __restrict__ x, const float* __restrict__ inv,
+                                   float* __restrict__ part, int64_t rows, int64_t C) {
+  const int64_t c = blockIdx.x * int64_t(kThreads) + threadIdx.x, r0 = blockIdx.y * kRowBlock;
+  if (c >= C) return;
+  float acc = 0.f;
+  for (int64_t r = r0; r < min(rows, r0 + kRowBlock); ++r)
+    acc += g[r * C + c] * static_cast<float>(static_cast<X>(static_cast<float>(x[r * C + c]) * inv[r]));
+  part[blockIdx.y * C + c] = acc;
+}
+
+std::tuple<at::Tensor, at::Tensor> rms_norm_backward_cuda(const at::Tensor& grad_in, const at::Tensor& x_in,
+                                                          const at::Tensor& weight_in, double eps) {
+  const auto [rows, C] = check_inputs(x_in, weight_in, eps);
+  check_backward(grad_in, x_in, weight_in);
+  TORCH_CHECK(x_in.is_cuda(), "rms_norm_backward: x must be a CUDA tensor here, got ", x_in.device());
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  const at::Tensor x = x_in.contiguous(), g = grad_in.to(at::kFloat).contiguous(),
+                   w = weight_in.to(at::kFloat).contiguous();
+  at::Tensor dx = at::empty(x.sizes(), x.options());
+  const int64_t blocks = (rows + kRowBlock - 1) / kRowBlock;
+  at::Tensor part = at::zeros({std::max<int64_t>(blocks, 1), C}, w.options());
+  at::Tensor inv = at::empty({rows}, w.options());
+  if (rows > 0) {
+    TORCH_CHECK(rows <= INT32_MAX && blocks <= 65535, "rms_norm_backward: too many rows for one call: ", rows);
+    const auto stream = c10::cuda::getCurrentCUDAStream();
+    const dim3 dw_grid(static_cast<unsigned>((C + kThreads - 1) / kThreads), static_cast<unsigned>(blocks));
+    YL_DISPATCH_FLOAT(x.scalar_type(), "rms_norm_backward_cuda", [&] {
+      rms_norm_dx_kernel<scalar_t><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
+          g.const_data_ptr<float>(), x.const_data_ptr<scalar_t>(), w.const_data_ptr<float>(),
+          dx.mutable_data_ptr<scalar_t>(), inv.mutable_data_ptr<float>(), C, static_cast<float>(eps));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      rms_norm_dw_kernel<scalar_t><<<dw_grid, kThreads, 0, stream>>>(
+          g.const_data_ptr<float>(), x.const_data_ptr<scalar_t>(), inv.const_data_ptr<float>(),
+          part.mutable_data_ptr<float>(), rows, C);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
+  return {dx, part.sum(0).to(weight_in.scalar_type())};
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(yilightning, CUDA, m) { m.impl("rms_norm", &rms_norm_cuda); }
+TORCH_LIBRARY_IMPL(yilightning, CUDA, m) {
+  m.impl("rms_norm", &rms_norm_cuda);
+  m.impl("rms_norm_backward", &rms_norm_backward_cuda);
+}
 
 }  // namespace yl::rmsnorm

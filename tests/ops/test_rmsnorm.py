@@ -55,3 +55,17 @@ def test_bad_inputs():
         rms_norm(x.double(), torch.ones(8))
     with pytest.raises(ValueError, match="eps must be >= 0"):
         rms_norm(x, torch.ones(8), -1.0)
+
+
+def test_weight_gradient_is_deterministic_across_thread_counts():
+    x = torch.randn(1000, 64, requires_grad=True)
+    w = torch.randn(64, requires_grad=True)
+    grads = []
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            grads.append(torch.autograd.grad(rms_norm(x, w).square().sum(), (x, w)))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(*grads))

@@ -2,8 +2,9 @@
 ``weight * (x * rsqrt(mean(x^2) + eps)).to(x.dtype)`` with the statistics in float32.
 
 The output dtype is the promotion of ``x``'s and ``weight``'s dtypes, exactly as that PyTorch
-expression gives it. One kernel per call instead of the expression's eight ops; the gradient
-is computed with PyTorch ops (a standard closed form).
+expression gives it. One kernel per call instead of the expression's eight ops, and one for
+the gradient (``dx = r * (dn - n * mean(dn * n))`` with ``dn = dy * weight``, ``r`` the row's
+rsqrt, ``n = x * r``; the weight gradient summed in a fixed order: deterministic).
 """
 
 from __future__ import annotations
@@ -68,17 +69,12 @@ if _ext.module is not None:
         ctx.eps = eps
 
     def _backward(ctx, grad):  # noqa: ANN001, ANN202
-        # y = w * n, n = x * r, r = (mean(x^2) + eps)^-1/2  =>  dx = r * (dn - n * mean(dn * n)), dn = dy * w
         x, weight = ctx.saved_tensors
-        xf = x.float()
-        r = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + ctx.eps)
-        n, g = xf * r, grad.float()
-        dx = dw = None
-        if ctx.needs_input_grad[0]:
-            dn = g * weight.float()
-            dx = (r * (dn - n * (dn * n).mean(-1, keepdim=True))).to(x.dtype)
-        if ctx.needs_input_grad[1]:
-            dw = (g * n.to(x.dtype).float()).reshape(-1, x.shape[-1]).sum(0).to(weight.dtype)
+        dx, dw = torch.ops.yilightning.rms_norm_backward(grad, x, weight, ctx.eps)
         return dx, dw, None
+
+    @torch.library.register_fake("yilightning::rms_norm_backward")
+    def _rms_norm_backward_fake(grad, x, weight, eps):  # noqa: ANN001
+        return torch.empty_like(x, memory_format=torch.contiguous_format), torch.empty_like(weight)
 
     torch.library.register_autograd("yilightning::rms_norm", _backward, setup_context=_setup)
