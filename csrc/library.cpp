@@ -25,9 +25,17 @@ TORCH_LIBRARY(yilightning, m) {
   // Returns (d y_sorted, d weights).
   m.def("unpermute_backward(Tensor grad, Tensor y_sorted, Tensor row_map, Tensor weights) -> (Tensor, Tensor)",
         tags);
-  // The expert path for inference: unpermute(experts(permute(x))) with SwiGLU experts w_gate_up
-  // [E, 2I, H], w_down [E, H, I]. Returns (out [T, H], group_sizes [E] int64). CPU kernel only.
+  // The expert path: unpermute(experts(permute(x))) with SwiGLU experts w_gate_up [E, 2I, H],
+  // w_down [E, H, I] (CPU kernels only). moe_ffn (inference) returns (out [T, H], group_sizes [E]);
+  // moe_ffn_train also the fp32 pre-activations h [T*k, 2I]; moe_ffn_backward returns
+  // (dx, dweights, dw_gate_up, dw_down).
   m.def("moe_ffn(Tensor x, Tensor indices, Tensor weights, Tensor w_gate_up, Tensor w_down) -> (Tensor, Tensor)",
+        tags);
+  m.def("moe_ffn_train(Tensor x, Tensor indices, Tensor weights, Tensor w_gate_up, Tensor w_down) "
+        "-> (Tensor, Tensor, Tensor)",
+        tags);
+  m.def("moe_ffn_backward(Tensor grad, Tensor x, Tensor indices, Tensor weights, Tensor h, Tensor w_gate_up, "
+        "Tensor w_down) -> (Tensor, Tensor, Tensor, Tensor)",
         tags);
   // Causal varlen attention (window 0 = none). Returns (out [N, Hq, D], lse [Hq, N] fp32).
   m.def("attention(Tensor q, Tensor k, Tensor v, Tensor cu_seqlens, int window, float scale) -> (Tensor, Tensor)",

@@ -4,9 +4,6 @@
 //   unpermute: out[t] = sum_j w[t, j] * y[row_map[t*k + j]], summed in j order (deterministic).
 //   unpermute_backward: dy[row_map[t*k + j]] = w[t, j] * dout[t],
 //                       dw[t, j] = <dout[t], y[row_map[t*k + j]]>.
-//   moe_ffn (CPU, inference): unpermute(expert FFNs(permute(x))) in one kernel, returning
-//                       (out [T, H], group_sizes [E]); the expert FFN of row r of expert e is
-//                       W_down[e] @ swiglu(W_gate_up[e] @ x_sorted[r]).
 // Every output row is written by exactly one thread: no atomics on floats anywhere.
 #pragma once
 #include <ATen/ATen.h>
@@ -40,27 +37,6 @@ inline std::tuple<int64_t, int64_t, int64_t> check_unpermute(const at::Tensor& y
   TORCH_CHECK(row_map.device() == y.device() && weights.device() == y.device(),
               "unpermute: y_sorted, row_map and weights must be on one device");
   return {weights.size(0), weights.size(1), y.size(1)};
-}
-
-inline void check_moe_ffn(const at::Tensor& x, const at::Tensor& indices, const at::Tensor& weights,
-                          const at::Tensor& w_gate_up, const at::Tensor& w_down) {
-  check_float(x, "moe_ffn: x");
-  check_same_dtype_device(x, "moe_ffn: x", w_gate_up, "moe_ffn: w_gate_up");
-  check_same_dtype_device(x, "moe_ffn: x", w_down, "moe_ffn: w_down");
-  TORCH_CHECK(w_gate_up.dim() == 3 && x.dim() == 2 && w_gate_up.size(1) >= 2 && w_gate_up.size(1) % 2 == 0 &&
-                  w_gate_up.size(2) == x.size(1),
-              "moe_ffn: w_gate_up must be [E, 2I, H] with H = x.shape[1] and I >= 1, got ", w_gate_up.sizes(),
-              " for x ", x.sizes());
-  const int64_t E = w_gate_up.size(0);
-  check_permute(x, indices, E);
-  TORCH_CHECK(w_down.dim() == 3 && w_down.size(0) == E && w_down.size(1) == x.size(1) &&
-                  w_down.size(2) == w_gate_up.size(1) / 2,
-              "moe_ffn: w_down must be [E=", E, ", H=", x.size(1), ", I=", w_gate_up.size(1) / 2, "], got ",
-              w_down.sizes());
-  TORCH_CHECK(weights.scalar_type() == at::kFloat && weights.sizes() == indices.sizes() &&
-                  weights.device() == x.device(),
-              "moe_ffn: weights must be float32 ", indices.sizes(), " on ", x.device(), ", got ", weights.scalar_type(),
-              " ", weights.sizes());
 }
 
 }  // namespace yl::permute

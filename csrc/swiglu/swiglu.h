@@ -18,6 +18,8 @@ YL_HD void backward(float dy, float g, float u, float& dg, float& du) {
 
 // y[j] = forward(g[j], u[j]) for n floats (CPU, vectorised; y may alias g or u).
 void forward_f32(const float* g, const float* u, float* y, int64_t n);
+// dg[j], du[j] = backward(dy[j], g[j], u[j]) for n floats (CPU, vectorised).
+void backward_f32(const float* dy, const float* g, const float* u, float* dg, float* du, int64_t n);
 
 // Validates x and returns its output shape ([..., 2I] -> [..., I]).
 inline std::vector<int64_t> check_input(const at::Tensor& x) {

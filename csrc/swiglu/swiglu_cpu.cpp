@@ -16,6 +16,10 @@ YL_CPU_CLONES void forward_f32(const float* g, const float* u, float* y, int64_t
   for (int64_t j = 0; j < n; ++j) y[j] = forward(g[j], u[j]);
 }
 
+YL_CPU_CLONES void backward_f32(const float* dy, const float* g, const float* u, float* dg, float* du, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) backward(dy[j], g[j], u[j], dg[j], du[j]);
+}
+
 namespace {
 
 using cpu::load_f32;
@@ -24,10 +28,6 @@ using cpu::store_f32;
 
 constexpr int64_t kBlock = 1024;  // columns per task: 4 KiB fp32 per stream, fits in L1
 
-YL_CPU_CLONES void backward_f32(const float* dy, const float* g, const float* u, float* dg,
-                                float* du, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) backward(dy[j], g[j], u[j], dg[j], du[j]);
-}
 
 // Runs body(row, col0, ncols) over all rows x column blocks of width `cols`, in parallel.
 template <typename F>

@@ -44,9 +44,43 @@ def test_inference_matches_reference(device, T, H, E, k, I, dtype):
     torch.testing.assert_close(out.float(), ref, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("T,H,E,k,I", SHAPES)
+def test_gradients_match_reference(device, T, H, E, k, I, dtype):
+    x, indices, weights, w_gu, w_dn = problem(T, H, E, k, I, device, dtype)
+    g = torch.Generator().manual_seed(5)
+    grad = torch.randn(T, H, generator=g).to(device=device, dtype=dtype)
+    ours = [t.detach().clone().requires_grad_() for t in (x, weights, w_gu, w_dn)]
+    refs = [t.detach().clone().float().requires_grad_() for t in (x, weights, w_gu, w_dn)]
+    out, _ = moe_ffn(ours[0], indices, *ours[1:])
+    out.backward(grad)
+    reference(refs[0], indices, *refs[1:]).backward(grad.float())
+    for name, a, b in zip(("x", "weights", "w_gate_up", "w_down"), ours, refs):
+        assert a.grad is not None and a.grad.dtype == a.dtype, name
+        if dtype == torch.float32:
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-4, msg=name)
+        elif b.grad.numel():  # bf16 (the composed fallback sums long groups in bf16): relative error
+            assert (a.grad.float() - b.grad).norm() <= 2e-2 * b.grad.norm() + 1e-6, name
+
+
+@needs_ext
+def test_gradients_are_deterministic_across_thread_counts():
+    args = problem(300, 32, 8, 3, 24, "cpu", seed=3)
+    threads, runs = torch.get_num_threads(), []
+    try:
+        for n in (1, 2, 2):
+            torch.set_num_threads(n)
+            ins = [t.detach().clone().requires_grad_() for t in (args[0], args[2], args[3], args[4])]
+            moe_ffn(ins[0], args[1], *ins[1:])[0].square().sum().backward()
+            runs.append([t.grad for t in ins])
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for run in runs[1:] for a, b in zip(runs[0], run))
+
+
 @pytest.mark.parametrize("T,H,E,k,I", [(97, 33, 16, 4, 9), (700, 64, 3, 2, 40)])
 def test_fused_inference_equals_training_path(device, T, H, E, k, I):
-    """No gradient: the fused kernel (CPU); with one: the composed, differentiable ops."""
+    """No gradient: the inference kernel; with one: the training kernel (CPU) or the composed ops."""
     x, indices, weights, w_gu, w_dn = problem(T, H, E, k, I, device)
     with torch.no_grad():
         fused, _ = moe_ffn(x, indices, weights, w_gu, w_dn)
@@ -73,9 +107,16 @@ def test_workspace_reuse_across_sizes():
 def test_opcheck_and_compile():
     args = problem(37, 24, 5, 2, 7, "cpu")
     torch.library.opcheck(torch.ops.yilightning.moe_ffn.default, args)
+    x, indices, weights, w_gu, w_dn = (t.requires_grad_() if t.is_floating_point() else t for t in args)
+    torch.library.opcheck(torch.ops.yilightning.moe_ffn_train.default, (x, indices, weights, w_gu, w_dn))
     with torch.no_grad():
         compiled = torch.compile(lambda *a: moe_ffn(*a)[0], fullgraph=True)(*args)
         torch.testing.assert_close(compiled, moe_ffn(*args)[0])
+    torch._dynamo.reset()
+    loss = torch.compile(lambda *a: moe_ffn(*a)[0].square().sum(), fullgraph=True)(x, indices, weights, w_gu, w_dn)
+    dw = torch.autograd.grad(loss, w_gu)[0]
+    ref = torch.autograd.grad(reference(x, indices, weights, w_gu, w_dn).square().sum(), w_gu)[0]
+    torch.testing.assert_close(dw, ref, rtol=1e-4, atol=1e-4)
 
 
 def test_bad_inputs():

@@ -176,11 +176,13 @@ def moe_ffn(x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor, w_gat
     Returns:
         ``out [T, H]`` in x's dtype and ``group_sizes [E]`` int64 (tokens per expert).
 
-    When no gradient is needed (``torch.no_grad()``, generation) on the CPU it is one fused
-    kernel: no ``[T*k, H]`` intermediate tensors, each expert's rows gathered, multiplied and
-    activated in cache-sized per-thread tiles, the output rows kept in a workspace the calling
-    thread reuses (it grows to the largest call, up to 512 MiB; larger calls use a temporary).
-    Otherwise (training, or a GPU) it runs the composed, differentiable ops.
+    On the CPU it is fused: no ``[T*k, H]`` intermediate tensors; each expert's rows gathered,
+    multiplied and activated in cache-sized per-thread tiles; the output rows kept in a
+    workspace the calling thread reuses (it grows to the largest call, up to 512 MiB; larger
+    calls use a temporary). Training keeps only the fp32 pre-activations ``h [T*k, 2I]`` for
+    backward (so ``recompute`` changes nothing there), and backward is fused the same way, with
+    one writer per expert's weight gradient (deterministic). Elsewhere (a GPU, or without the
+    compiled extension) it runs the composed, differentiable ops.
 
     >>> import torch, yilightning
     >>> x, w_gu, w_dn = torch.randn(5, 8), torch.randn(4, 6, 8), torch.randn(4, 8, 3)
@@ -202,8 +204,11 @@ def moe_ffn(x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor, w_gat
     if x.dtype != w_gate_up.dtype or x.dtype != w_down.dtype:
         raise TypeError(f"moe_ffn: x, w_gate_up and w_down must share one dtype, got {x.dtype}, "
                         f"{w_gate_up.dtype}, {w_down.dtype}")
-    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, weights, w_gate_up, w_down))
-    if not needs_grad and _ext.has_kernel("moe_ffn", x.device.type):
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, weights, w_gate_up, w_down)):
+        if _ext.has_kernel("moe_ffn_train", x.device.type):
+            out, group_sizes, _ = torch.ops.yilightning.moe_ffn_train(x, indices, weights.float(), w_gate_up, w_down)
+            return out, group_sizes
+    elif _ext.has_kernel("moe_ffn", x.device.type):
         return torch.ops.yilightning.moe_ffn(x, indices, weights.float(), w_gate_up, w_down)
     x_sorted, group_sizes, row_map = permute(x, indices, E)
     y_sorted = expert_ffn(x_sorted, w_gate_up, w_down, group_sizes, recompute=recompute)
@@ -215,3 +220,27 @@ if _ext.module is not None:
     @torch.library.register_fake("yilightning::moe_ffn")
     def _moe_ffn_fake(x, indices, weights, w_gate_up, w_down):  # noqa: ANN001
         return x.new_empty(x.shape), indices.new_empty((w_gate_up.shape[0],))
+
+    @torch.library.register_fake("yilightning::moe_ffn_train")
+    def _moe_ffn_train_fake(x, indices, weights, w_gate_up, w_down):  # noqa: ANN001
+        h = x.new_empty((indices.numel(), w_gate_up.shape[1]), dtype=torch.float32)
+        return x.new_empty(x.shape), indices.new_empty((w_gate_up.shape[0],)), h
+
+    @torch.library.register_fake("yilightning::moe_ffn_backward")
+    def _moe_ffn_backward_fake(grad, x, indices, weights, h, w_gate_up, w_down):  # noqa: ANN001
+        return (torch.empty_like(x), torch.empty_like(weights), torch.empty_like(w_gate_up),
+                torch.empty_like(w_down))
+
+    def _moe_setup(ctx, inputs, output) -> None:  # noqa: ANN001
+        x, indices, weights, w_gate_up, w_down = inputs
+        _, group_sizes, h = output
+        ctx.save_for_backward(x, indices, weights, h, w_gate_up, w_down)
+        ctx.mark_non_differentiable(group_sizes, h)
+
+    def _moe_backward(ctx, grad, _gs, _h):  # noqa: ANN001, ANN202
+        x, indices, weights, h, w_gate_up, w_down = ctx.saved_tensors
+        dx, dweights, dw_gu, dw_dn = torch.ops.yilightning.moe_ffn_backward(
+            grad.contiguous(), x, indices, weights, h, w_gate_up, w_down)
+        return dx, None, dweights, dw_gu, dw_dn
+
+    torch.library.register_autograd("yilightning::moe_ffn_train", _moe_backward, setup_context=_moe_setup)
