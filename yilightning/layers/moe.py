@@ -48,7 +48,8 @@ class MoE(nn.Module):
             the trainer with ``ops.update_expert_bias``).
         ep_size, partitions, coef_st, coef_ep, coef_pep: the load-balancing losses (see
             ``ops.load_balance_losses``); defaults are the report's coefficients.
-        recompute: recompute the expert activation in backward instead of storing it.
+        recompute: recompute the expert activation in backward instead of storing it (the
+            composed GPU path; the fused CPU path always keeps only the pre-activations).
 
     Weights use the Hugging Face layout: ``w_gate_up [E, 2I, H]`` (gate rows first),
     ``w_down [E, H, I]``, ``router.weight [E, H]``.
