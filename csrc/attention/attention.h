@@ -33,8 +33,9 @@ inline Dims check_inputs(const at::Tensor& q, const at::Tensor& k, const at::Ten
   TORCH_CHECK(k.sizes() == v.sizes(), "attention: k and v must have one shape, got ", k.sizes(), " and ", v.sizes());
   TORCH_CHECK(k.size(0) == q.size(0) && k.size(2) == q.size(2), "attention: k must be [N=", q.size(0),
               ", Hk, D=", q.size(2), "], got ", k.sizes());
-  TORCH_CHECK(k.size(1) >= 1 && q.size(1) % k.size(1) == 0, "attention: the query heads (", q.size(1),
-              ") must be a multiple of the key/value heads (", k.size(1), ")");
+  TORCH_CHECK(k.size(1) >= 1 && q.size(1) >= 1 && q.size(1) % k.size(1) == 0, "attention: the query heads (",
+              q.size(1), ") must be a positive multiple of the key/value heads (", k.size(1), ")");
+  TORCH_CHECK(q.size(2) >= 1, "attention: the head dim D must be >= 1, got ", q.size(2));
   TORCH_CHECK(cu.scalar_type() == at::kInt && cu.dim() == 1 && cu.numel() >= 2,
               "attention: cu_seqlens must be int32 [B + 1] with B >= 1, got ", cu.scalar_type(), " ", cu.sizes());
   TORCH_CHECK(window >= 0, "attention: window must be >= 1 (or 0 for none), got ", window);
@@ -83,8 +84,9 @@ inline void check_decode(const at::Tensor& q, const at::Tensor& kc, const at::Te
               "[B, S, Hk, D] shape, got ", kc.sizes(), " and ", vc.sizes());
   TORCH_CHECK(kc.size(0) == q.size(0) && kc.size(3) == q.size(2), "decode_attention: caches must be [B=", q.size(0),
               ", S, Hk, D=", q.size(2), "], got ", kc.sizes());
-  TORCH_CHECK(kc.size(2) >= 1 && q.size(1) % kc.size(2) == 0, "decode_attention: query heads (", q.size(1),
-              ") must be a multiple of cache heads (", kc.size(2), ")");
+  TORCH_CHECK(kc.size(2) >= 1 && q.size(1) >= 1 && q.size(1) % kc.size(2) == 0, "decode_attention: query heads (",
+              q.size(1), ") must be a positive multiple of cache heads (", kc.size(2), ")");
+  TORCH_CHECK(q.size(2) >= 1, "decode_attention: the head dim D must be >= 1, got ", q.size(2));
   TORCH_CHECK((lens.scalar_type() == at::kInt || lens.scalar_type() == at::kLong) && lens.dim() == 1 &&
                   lens.size(0) == q.size(0),
               "decode_attention: cache_seqlens must be int32/int64 [B=", q.size(0), "], got ", lens.scalar_type(), " ",

@@ -100,16 +100,16 @@ __global__ void rms_norm_dx_kernel(const float* __restrict__ g, const X* __restr
   }
 }
 
-// Partial weight gradients: block (column tile, row block) sums its kRowBlock rows in order.
+// Partial weight gradients: block (row block, column tile) sums its kRowBlock rows in order.
 template <typename X>
 __global__ void rms_norm_dw_kernel(const float* __restrict__ g, const X* __restrict__ x, const float* __restrict__ inv,
                                    float* __restrict__ part, int64_t rows, int64_t C) {
-  const int64_t c = blockIdx.x * int64_t(kThreads) + threadIdx.x, r0 = blockIdx.y * kRowBlock;
+  const int64_t c = blockIdx.y * int64_t(kThreads) + threadIdx.x, r0 = blockIdx.x * kRowBlock;
   if (c >= C) return;
   float acc = 0.f;
   for (int64_t r = r0; r < min(rows, r0 + kRowBlock); ++r)
     acc += g[r * C + c] * static_cast<float>(static_cast<X>(static_cast<float>(x[r * C + c]) * inv[r]));
-  part[blockIdx.y * C + c] = acc;
+  part[blockIdx.x * C + c] = acc;
 }
 
 std::tuple<at::Tensor, at::Tensor> rms_norm_backward_cuda(const at::Tensor& grad_in, const at::Tensor& x_in,
@@ -125,9 +125,10 @@ std::tuple<at::Tensor, at::Tensor> rms_norm_backward_cuda(const at::Tensor& grad
   at::Tensor part = at::zeros({std::max<int64_t>(blocks, 1), C}, w.options());
   at::Tensor inv = at::empty({rows}, w.options());
   if (rows > 0) {
-    TORCH_CHECK(rows <= INT32_MAX && blocks <= 65535, "rms_norm_backward: too many rows for one call: ", rows);
+    TORCH_CHECK(rows <= INT32_MAX && (C + kThreads - 1) / kThreads <= 65535, "rms_norm_backward: at most 2^31 - 1 "
+                "rows and 16M columns per call, got ", rows, " x ", C);
     const auto stream = c10::cuda::getCurrentCUDAStream();
-    const dim3 dw_grid(static_cast<unsigned>((C + kThreads - 1) / kThreads), static_cast<unsigned>(blocks));
+    const dim3 dw_grid(static_cast<unsigned>(blocks), static_cast<unsigned>((C + kThreads - 1) / kThreads));
     YL_DISPATCH_FLOAT(x.scalar_type(), "rms_norm_backward_cuda", [&] {
       rms_norm_dx_kernel<scalar_t><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
           g.const_data_ptr<float>(), x.const_data_ptr<scalar_t>(), w.const_data_ptr<float>(),

@@ -103,6 +103,8 @@ def test_custom_scale(device):
     "make, exc, words",
     [
         (lambda: packed([5], 3, 2, 64, "cpu"), ValueError, "multiple of key/value heads"),
+        (lambda: packed([5], 0, 1, 64, "cpu"), ValueError, "positive multiple"),
+        (lambda: packed([5], 2, 0, 64, "cpu"), ValueError, "positive multiple"),
         (lambda: (*packed([5], 2, 2, 64, "cpu")[:3], torch.tensor([0, 4], dtype=torch.int32)), ValueError, "end at N=5"),
         (lambda: (*packed([5], 2, 2, 64, "cpu")[:3], torch.tensor([0, 3, 2, 5], dtype=torch.int32)), ValueError,
          "never decrease"),
@@ -132,6 +134,10 @@ def test_kernel_validates_its_own_input():
         torch.ops.yilightning.attention(q, k, v, torch.tensor([0, 3, 2, 5], dtype=torch.int32), 0, 0.125)
     with pytest.raises(RuntimeError, match="multiple of the key/value heads"):
         torch.ops.yilightning.attention(torch.randn(5, 3, 64), k, v, cu, 0, 0.125)
+    with pytest.raises(RuntimeError, match="positive multiple"):  # zero heads: no division by zero
+        torch.ops.yilightning.attention(torch.randn(5, 0, 64), k, v, cu, 0, 0.125)
+    with pytest.raises(RuntimeError, match="head dim D must be >= 1"):
+        torch.ops.yilightning.attention(torch.randn(5, 2, 0), torch.randn(5, 2, 0), torch.randn(5, 2, 0), cu, 0, 0.1)
 
 
 @needs_ext

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from yilightning.tokenizer import IM_END, IM_START, Tokenizer, train_tokenizer
@@ -95,8 +97,16 @@ def test_hugging_face_files_encode_identically(tok, tmp_path):
             ids = t.encode(text)
             assert hf.encode(text, add_special_tokens=False) == ids, text[:60]
             assert hf.decode(ids) == text
+        # control pieces written in a text: characters for SentencePiece and to_hf(); transformers
+        # reads them as its special tokens (the documented difference)
+        text = "<s>struck</s> and <pad>"
+        assert t.to_hf().encode(text).ids == t.encode(text)
+        assert hf.encode(text, add_special_tokens=False)[0] == t.bos_id
         msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?\nThanks"},
                 {"role": "assistant", "content": "4"}]
         rendered = hf.apply_chat_template(msgs, tokenize=False, add_generation_prompt=False)
         assert hf.encode(rendered, add_special_tokens=False) == t.apply_chat_template(msgs)[0]
     assert {p.name for p in tmp_path.iterdir()} == {"tokenizer.model", "tokenizer.json", "tokenizer_config.json"}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert all(p.stat().st_mode & 0o777 == 0o666 & ~umask for p in tmp_path.iterdir())

@@ -27,8 +27,9 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.
     if k.shape != v.shape or k.shape[0] != q.shape[0] or k.shape[2] != q.shape[2]:
         raise ValueError(f"attention: k and v must be [N={q.shape[0]}, Hk, D={q.shape[2]}], got {tuple(k.shape)} "
                          f"and {tuple(v.shape)}")
-    if q.shape[1] % k.shape[1]:
-        raise ValueError(f"attention: query heads ({q.shape[1]}) must be a multiple of key/value heads ({k.shape[1]})")
+    if k.shape[1] < 1 or q.shape[1] < 1 or q.shape[1] % k.shape[1] or q.shape[2] < 1:
+        raise ValueError(f"attention: query heads ({q.shape[1]}) must be a positive multiple of key/value heads "
+                         f"({k.shape[1]}) and the head dim ({q.shape[2]}) >= 1")
     if not isinstance(cu_seqlens, torch.Tensor) or cu_seqlens.dtype != torch.int32 or cu_seqlens.dim() != 1 \
             or cu_seqlens.numel() < 2:
         raise ValueError("attention: cu_seqlens must be an int32 [B + 1] tensor of cumulative lengths starting at 0")
@@ -107,9 +108,9 @@ def _check_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
         raise ValueError(f"decode_attention: k_cache and v_cache must be [B, S, Hk, D] of q's dtype, got "
                          f"{k_cache.dtype} {tuple(k_cache.shape)} and {v_cache.dtype} {tuple(v_cache.shape)}")
     B, S, Hk, D = k_cache.shape
-    if B != q.shape[0] or D != q.shape[2] or q.shape[1] % Hk:
+    if B != q.shape[0] or D != q.shape[2] or Hk < 1 or q.shape[1] < 1 or q.shape[1] % Hk or D < 1:
         raise ValueError(f"decode_attention: caches {tuple(k_cache.shape)} do not fit q {tuple(q.shape)} "
-                         "([B, S, Hk, D] with Hq % Hk == 0)")
+                         "([B, S, Hk, D] with Hq a positive multiple of Hk and D >= 1)")
     if cache_seqlens.shape != (B,) or cache_seqlens.dtype not in (torch.int32, torch.int64):
         raise ValueError(f"decode_attention: cache_seqlens must be int32/int64 [B={B}], got {cache_seqlens.dtype} "
                          f"{tuple(cache_seqlens.shape)}")

@@ -3,7 +3,10 @@ byte fallback for rare characters), with chat-template special tokens.
 
 ``Tokenizer.save(dir)`` writes the SentencePiece model and its Hugging Face form
 (``tokenizer.json``, ``tokenizer_config.json`` with the chat template), so
-``transformers.AutoTokenizer.from_pretrained(dir)`` encodes exactly as this class does.
+``transformers.AutoTokenizer.from_pretrained(dir)`` encodes as this class does, with one
+difference that transformers imposes: it reads the literal strings ``<s>``, ``</s>``, ``<pad>``
+and ``<unk>`` in a text as those special tokens (SentencePiece, and ``Tokenizer.to_hf()``, read
+them as characters), and decodes them unless ``skip_special_tokens=True``.
 
 >>> tok = train_tokenizer(["Hello world 2024!", "你好，世界"] * 200, vocab_size=300)
 >>> tok.decode(tok.encode("Hello 42 🙂")) == "Hello 42 🙂"
@@ -68,9 +71,17 @@ class Tokenizer:
         }
         files = {MODEL_FILE: self._proto, "tokenizer.json": self.to_hf().to_str().encode(),
                  "tokenizer_config.json": json.dumps(config, indent=2, ensure_ascii=False).encode()}
+        umask = os.umask(0)
+        os.umask(umask)
         for name, data in files.items():
             with tempfile.NamedTemporaryFile(dir=d, delete=False) as f:
-                f.write(data)
+                try:
+                    f.write(data)
+                    f.flush()
+                    os.chmod(f.name, 0o666 & ~umask)  # the mode a plain open() would give
+                except BaseException:
+                    os.unlink(f.name)
+                    raise
             os.replace(f.name, d / name)
         return d / MODEL_FILE
 
@@ -78,13 +89,20 @@ class Tokenizer:
         """The same tokenizer as a Hugging Face ``tokenizers.Tokenizer``: a byte-fallback BPE over
         this vocabulary whose merges are ranked by SentencePiece's piece scores (its merge order),
         spaces mapped to U+2581 as SentencePiece does, the control and user-defined pieces as
-        special tokens. It encodes every text to the same ids."""
+        special tokens (only the user-defined ones are cut out of raw text, as SentencePiece
+        does). It encodes every text to the same ids."""
         sp, n = self.sp, self.sp.get_piece_size()
         pieces = [sp.id_to_piece(i) for i in range(n)]
         vocab = {p: i for i, p in enumerate(pieces)}
-        first_byte = next(i for i in range(n) if sp.is_byte(i))
-        # control/unknown pieces, and the user-defined symbols SentencePiece places before the bytes
+        first_byte = next((i for i in range(n) if sp.is_byte(i)), None)
+        if first_byte is None or not sp.is_unknown(UNK_ID):
+            raise ValueError("Tokenizer.to_hf: needs a byte-fallback BPE model made by train_tokenizer "
+                             "(byte pieces, <unk> at id 1)")
+        # control/unknown pieces and the user-defined symbols SentencePiece places before the bytes:
+        # no merges make them; only the user-defined ones are cut out of raw text (SentencePiece
+        # never reads a control piece such as "<s>" from text)
         special = {i for i in range(n) if sp.is_control(i) or sp.is_unknown(i) or i < first_byte}
+        user_defined = sorted(i for i in range(first_byte) if not (sp.is_control(i) or sp.is_unknown(i)))
         merges = sorted(
             (i, vocab[p[:cut]], vocab[p[cut:]])
             for i, p in enumerate(pieces) if i not in special and not sp.is_byte(i)
@@ -95,7 +113,7 @@ class Tokenizer:
                                         unk_token=pieces[UNK_ID], byte_fallback=True, fuse_unk=True))
         fast.normalizer = normalizers.Replace(" ", "\u2581")
         fast.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()])
-        fast.add_special_tokens([AddedToken(pieces[i], special=True, normalized=False) for i in sorted(special)])
+        fast.add_special_tokens([AddedToken(pieces[i], special=True, normalized=False) for i in user_defined])
         return fast
 
     @property
