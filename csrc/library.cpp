@@ -9,6 +9,11 @@ TORCH_LIBRARY(yilightning, m) {
   m.def("swiglu_backward(Tensor grad, Tensor x) -> Tensor", tags);
   // weight * round_to_x_dtype(x * rsqrt(mean(x^2, -1) + eps)), fp32 math; weight [C] of x [..., C].
   m.def("rms_norm(Tensor x, Tensor weight, float eps) -> Tensor", tags);
+  // Per-row cross-entropy of logits [N, V] against int64 targets [N] (ignore_index rows: 0).
+  // Returns (loss [N] fp32, lse [N] fp32); backward: g * (softmax - onehot), from logits and lse.
+  m.def("cross_entropy(Tensor logits, Tensor targets, int ignore_index) -> (Tensor, Tensor)", tags);
+  m.def("cross_entropy_backward(Tensor grad, Tensor logits, Tensor targets, Tensor lse, int ignore_index) -> Tensor",
+        tags);
   // Returns (dx, dweight).
   m.def("rms_norm_backward(Tensor grad, Tensor x, Tensor weight, float eps) -> (Tensor, Tensor)", tags);
   // score: 0 softmax, 1 sigmoid. Returns (weights [T,k] fp32, indices [T,k] int64, probs [T,E] fp32).

@@ -8,13 +8,12 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
 from yilightning.layers import HybridAttention, LayerCache, MoE, RMSNorm, hybrid_schedule, kv_cache_bytes
 from yilightning.model.config import YiLightningConfig
-from yilightning.ops import swiglu
+from yilightning.ops import cross_entropy, swiglu
 
 
 class DenseMLP(nn.Module):
@@ -213,7 +212,7 @@ class YiLightningForCausalLM(YiLightningPreTrainedModel):
             last = torch.zeros_like(targets, dtype=torch.bool)
             last[cu[1:].long() - 1] = True  # ... of its own sequence only
             targets = targets.masked_fill(last, -100)
-            out.lm_loss = F.cross_entropy(logits, targets, ignore_index=-100)
+            out.lm_loss = cross_entropy(logits, targets, ignore_index=-100)
             out.loss = out.lm_loss + (out.aux_loss if out.aux_loss is not None else 0.0)
         return out
 

@@ -20,6 +20,7 @@ from yilightning.ops.attention import (
     append_kv, attention, attention_reference, decode_attention, decode_attention_reference, rotary,
     rotary_reference,
 )
+from yilightning.ops.cross_entropy import cross_entropy, cross_entropy_reference
 from yilightning.ops.grouped_gemm import expert_ffn, grouped_gemm, grouped_gemm_reference, moe_ffn
 from yilightning.ops.permute import permute, permute_reference, unpermute, unpermute_reference
 from yilightning.ops.rmsnorm import rms_norm, rms_norm_reference
@@ -49,7 +50,8 @@ SPECS: dict[str, OpSpec] = {
 }
 
 __all__ = [
-    "OpSpec", "SPECS", "append_kv", "attention", "attention_reference", "decode_attention",
+    "OpSpec", "SPECS", "append_kv", "attention", "attention_reference", "cross_entropy", "cross_entropy_reference",
+    "decode_attention",
     "decode_attention_reference", "expert_ffn", "rotary", "rotary_reference", "grouped_gemm", "grouped_gemm_reference", "load_balance_losses",
     "moe_ffn", "permute", "rms_norm", "rms_norm_reference", "permute_reference", "route", "route_reference", "swiglu",
     "swiglu_reference", "unpermute", "unpermute_reference", "update_expert_bias",
