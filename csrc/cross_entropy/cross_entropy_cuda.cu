@@ -1,11 +1,11 @@
 // Cross-entropy on the GPU: one block per row; the block reduces the row's max, then its sum of
-// exp(x - max) (warp shuffles, then one value per warp in shared memory). Backward: one block
-// per row writes g * (exp(x - lse) - onehot).
+// exp(x - max) (cuda::block_reduce). Backward: one block per row writes g * (exp(x - lse) - onehot).
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "common/cuda_reduce.cuh"
 #include "common/macros.h"
 #include "cross_entropy/cross_entropy.h"
 
@@ -14,38 +14,16 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// Block-wide reduction of one float per thread with op (max or +), returned to every thread.
-template <bool kMax>
-__device__ float block_reduce(float v) {
-  __shared__ float part[kThreads / 32];
-  __shared__ float total;
-  for (int off = 16; off > 0; off /= 2) {
-    const float o = __shfl_down_sync(0xffffffffu, v, off);
-    v = kMax ? fmaxf(v, o) : v + o;
-  }
-  if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = v;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    float t = part[0];
-    for (int i = 1; i < kThreads / 32; ++i) t = kMax ? fmaxf(t, part[i]) : t + part[i];
-    total = t;
-  }
-  __syncthreads();
-  const float out = total;
-  __syncthreads();  // part/total are reused by the next call
-  return out;
-}
-
 template <typename S>
 __global__ void forward_kernel(const S* __restrict__ x, const int64_t* __restrict__ targets, float* __restrict__ loss,
                                float* __restrict__ lse, int64_t V, int64_t ignore_index) {
   const S* xr = x + blockIdx.x * V;
   float m = -INFINITY;
   for (int64_t v = threadIdx.x; v < V; v += kThreads) m = fmaxf(m, static_cast<float>(xr[v]));
-  m = block_reduce<true>(m);
+  m = cuda::block_reduce<kThreads, true>(m);
   float s = 0.f;
   for (int64_t v = threadIdx.x; v < V; v += kThreads) s += exp_f32(static_cast<float>(xr[v]) - m);
-  s = block_reduce<false>(s);
+  s = cuda::block_reduce<kThreads>(s);
   if (threadIdx.x == 0) {
     const float l = m + logf(s);
     const int64_t t = targets[blockIdx.x];

@@ -1,10 +1,11 @@
-// RMSNorm on the GPU: one block per row; the block sums the squares (warp shuffles, then one
-// value per warp in shared memory) and every thread writes its strided share of the row.
+// RMSNorm on the GPU: one block per row; the block sums the squares (cuda::block_reduce) and
+// every thread writes its strided share of the row.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "common/cuda_reduce.cuh"
 #include "rmsnorm/rmsnorm.h"
 
 namespace yl::rmsnorm {
@@ -21,17 +22,7 @@ __global__ void rms_norm_kernel(const X* __restrict__ x, const float* __restrict
     const float v = static_cast<float>(xr[c]);
     ss += v * v;
   }
-  for (int off = 16; off > 0; off /= 2) ss += __shfl_down_sync(0xffffffffu, ss, off);
-  __shared__ float part[kThreads / 32];
-  __shared__ float inv;
-  if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = ss;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    float total = 0.f;
-    for (int i = 0; i < kThreads / 32; ++i) total += part[i];
-    inv = rsqrtf(total / static_cast<float>(C) + eps);
-  }
-  __syncthreads();
+  const float inv = rsqrtf(cuda::block_reduce<kThreads>(ss) / static_cast<float>(C) + eps);
   O* orow = out + blockIdx.x * C;
   for (int64_t c = threadIdx.x; c < C; c += kThreads) {
     const float n = static_cast<float>(static_cast<X>(static_cast<float>(xr[c]) * inv));  // rounded to x's dtype
@@ -63,24 +54,6 @@ at::Tensor rms_norm_cuda(const at::Tensor& x_in, const at::Tensor& weight_in, do
   return out;
 }
 
-// Block-wide sum of one float per thread (kThreads threads), returned to every thread.
-__device__ float block_sum(float v) {
-  __shared__ float part[kThreads / 32];
-  __shared__ float total;
-  for (int off = 16; off > 0; off /= 2) v += __shfl_down_sync(0xffffffffu, v, off);
-  if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = v;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    float t = 0.f;
-    for (int i = 0; i < kThreads / 32; ++i) t += part[i];
-    total = t;
-  }
-  __syncthreads();
-  const float out = total;
-  __syncthreads();  // part/total are reused by the next call
-  return out;
-}
-
 // dx: one block per row; also keeps each row's rsqrt for the weight gradient.
 template <typename X>
 __global__ void rms_norm_dx_kernel(const float* __restrict__ g, const X* __restrict__ x, const float* __restrict__ w,
@@ -89,11 +62,11 @@ __global__ void rms_norm_dx_kernel(const float* __restrict__ g, const X* __restr
   const float* gr = g + blockIdx.x * C;
   float ss = 0.f;
   for (int64_t c = threadIdx.x; c < C; c += kThreads) ss += static_cast<float>(xr[c]) * static_cast<float>(xr[c]);
-  const float inv = rsqrtf(block_sum(ss) / static_cast<float>(C) + eps);
+  const float inv = rsqrtf(cuda::block_reduce<kThreads>(ss) / static_cast<float>(C) + eps);
   if (threadIdx.x == 0) inv_out[blockIdx.x] = inv;
   float dot = 0.f;
   for (int64_t c = threadIdx.x; c < C; c += kThreads) dot += gr[c] * w[c] * static_cast<float>(xr[c]) * inv;
-  const float mean = block_sum(dot) / static_cast<float>(C);
+  const float mean = cuda::block_reduce<kThreads>(dot) / static_cast<float>(C);
   for (int64_t c = threadIdx.x; c < C; c += kThreads) {
     const float n = static_cast<float>(xr[c]) * inv;
     dx[blockIdx.x * C + c] = static_cast<X>(inv * (gr[c] * w[c] - n * mean));
