@@ -30,13 +30,13 @@ std::tuple<at::Tensor, at::Tensor> cross_entropy_cpu(const at::Tensor& logits_in
   YL_DISPATCH_FLOAT(x.scalar_type(), "cross_entropy_cpu", [&] {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     at::parallel_for(0, N, std::max<int64_t>(1, 16384 / V), [&](int64_t begin, int64_t end) {
-      std::vector<float> row(V), e(V);
+      std::vector<float> e(V);
       for (int64_t i = begin; i < end; ++i) {
-        const float* xr = cpu::load_f32(xp + i * V, row.data(), V);
-        const float m = cpu::max_f32(xr, V);
-        std::copy(xr, xr + V, e.data());
+        cpu::copy_to_f32(xp + i * V, e.data(), V);
+        const float m = cpu::max_f32(e.data(), V);
+        const float target = tp[i] == ignore_index ? 0.f : e[tp[i]];
         sp[i] = m + std::log(cpu::exp_sub_sum(e.data(), V, m));
-        lp[i] = tp[i] == ignore_index ? 0.f : sp[i] - xr[tp[i]];
+        lp[i] = tp[i] == ignore_index ? 0.f : sp[i] - target;
       }
     });
   });
@@ -61,14 +61,13 @@ at::Tensor cross_entropy_backward_cpu(const at::Tensor& grad_in, const at::Tenso
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* dp = dx.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, N, std::max<int64_t>(1, 16384 / V), [&](int64_t begin, int64_t end) {
-      std::vector<float> row(V), o(V);
+      std::vector<float> o(V);
       for (int64_t i = begin; i < end; ++i) {
         float* d = cpu::out_f32(dp + i * V, o.data());
         if (tp[i] == ignore_index || gp[i] == 0.f) {
           std::fill(d, d + V, 0.f);
         } else {
-          const float* xr = cpu::load_f32(xp + i * V, row.data(), V);
-          std::copy(xr, xr + V, d);
+          cpu::copy_to_f32(xp + i * V, d, V);
           cpu::exp_sub_sum(d, V, sp[i]);  // softmax: exp(x - lse)
           cpu::scale_f32(d, V, gp[i]);
           d[tp[i]] -= gp[i];

@@ -5,7 +5,6 @@
 #include <torch/library.h>
 
 #include <cstring>
-#include <type_traits>
 #include <vector>
 
 #include "common/cpu_convert.h"
@@ -83,7 +82,6 @@ std::tuple<at::Tensor, at::Tensor> unpermute_backward_cpu(const at::Tensor& grad
   });
   return {dy, dw};
 }
-
 
 }  // namespace
 

@@ -80,7 +80,8 @@ std::tuple<at::Tensor, at::Tensor> rms_norm_backward_cpu(const at::Tensor& grad_
             const float inv = row_rsqrt(xr, C, eps);
             normalized(xr, inv, n.data(), rounded.data(), C);
             cpu::mul_add_f32(g, n.data(), dwp + blk * C, C);  // dw: the rounded n, as forward used it
-            cpu::scaled_copy_f32(xr, n.data(), C, inv);       // dx: the exact n
+            if constexpr (!std::is_same_v<scalar_t, float>)
+              cpu::scaled_copy_f32(xr, n.data(), C, inv);  // dx: the exact n (fp32: the same values)
             cpu::mul_f32(g, wp, dn.data(), C);
             const float mean = cpu::dot_f32(dn.data(), n.data(), C) / static_cast<float>(C);
             float* d = cpu::out_f32(dxp + r * C, o.data());

@@ -28,7 +28,6 @@ using cpu::store_f32;
 
 constexpr int64_t kBlock = 1024;  // columns per task: 4 KiB fp32 per stream, fits in L1
 
-
 // Runs body(row, col0, ncols) over all rows x column blocks of width `cols`, in parallel.
 template <typename F>
 void for_blocks(int64_t rows, int64_t cols, const F& body) {

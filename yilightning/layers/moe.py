@@ -3,7 +3,8 @@
 router -> ``route`` (top-k) -> ``permute`` (group rows by expert) -> ``expert_ffn`` (grouped
 GEMM, SwiGLU, grouped GEMM) -> ``unpermute`` (weighted sum back per token) [+ shared experts],
 with the report's three load-balancing losses (L_ST, L_EP, L_PEP) computed on the way. The
-expert path is ``ops.moe_ffn``: one fused kernel for CPU inference, the composed ops otherwise.
+expert path is ``ops.moe_ffn``: fused kernels on the CPU (forward and backward), the composed ops
+otherwise.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Grouped GEMM for the MoE experts, the expert FFN built from it, and the whole expert path
-(``moe_ffn``: permute -> expert FFN -> unpermute, fused for inference on the CPU).
+(``moe_ffn``: permute -> expert FFN -> unpermute, fused on the CPU).
 
 Rows of ``a`` come in consecutive groups (``group_sizes[g]`` rows for expert ``g``, zeros
 allowed); group ``g`` is multiplied by its own matrix ``b[g]``. Group sizes stay on the

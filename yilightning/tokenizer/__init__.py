@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -30,7 +29,6 @@ from tokenizers import Tokenizer as FastTokenizer
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 DEFAULT_SPECIAL_TOKENS = (IM_START, IM_END, "<|endoftext|>")
 MODEL_FILE = "tokenizer.model"
-HF_FILES = ("tokenizer.json", "tokenizer_config.json")
 # ChatML, rendering exactly the turns apply_chat_template encodes.
 CHAT_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
@@ -71,26 +69,21 @@ class Tokenizer:
         }
         files = {MODEL_FILE: self._proto, "tokenizer.json": self.to_hf().to_str().encode(),
                  "tokenizer_config.json": json.dumps(config, indent=2, ensure_ascii=False).encode()}
-        umask = os.umask(0)
-        os.umask(umask)
         for name, data in files.items():
-            with tempfile.NamedTemporaryFile(dir=d, delete=False) as f:
-                try:
-                    f.write(data)
-                    f.flush()
-                    os.chmod(f.name, 0o666 & ~umask)  # the mode a plain open() would give
-                except BaseException:
-                    os.unlink(f.name)
-                    raise
-            os.replace(f.name, d / name)
+            tmp = d / f"{name}.tmp"
+            try:
+                tmp.write_bytes(data)  # a plain file: the umask's mode
+                os.replace(tmp, d / name)
+            finally:
+                tmp.unlink(missing_ok=True)
         return d / MODEL_FILE
 
     def to_hf(self) -> FastTokenizer:
         """The same tokenizer as a Hugging Face ``tokenizers.Tokenizer``: a byte-fallback BPE over
         this vocabulary whose merges are ranked by SentencePiece's piece scores (its merge order),
-        spaces mapped to U+2581 as SentencePiece does, the control and user-defined pieces as
-        special tokens (only the user-defined ones are cut out of raw text, as SentencePiece
-        does). It encodes every text to the same ids."""
+        spaces mapped to U+2581 as SentencePiece does, the user-defined pieces as special tokens
+        cut out of raw text (as SentencePiece does; no merge makes a control piece). It encodes
+        every text to the same ids."""
         sp, n = self.sp, self.sp.get_piece_size()
         pieces = [sp.id_to_piece(i) for i in range(n)]
         vocab = {p: i for i, p in enumerate(pieces)}
