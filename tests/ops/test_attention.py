@@ -53,6 +53,16 @@ def test_forward_long_window_and_odd_gqa(device, lengths, window):
     torch.testing.assert_close(out, attention_reference(q, k, v, cu, window=window), rtol=2e-5, atol=2e-5)
 
 
+@pytest.mark.parametrize("hq,hk,d", [(3, 1, 40), (5, 5, 97), (2, 1, 16)])
+@pytest.mark.parametrize("lengths,window", [([300], None), ([5, 260, 33], 20)])
+def test_forward_odd_head_dims_and_groups(device, lengths, window, hq, hk, d):
+    """Head dims that are not a multiple of 16 (the P V product goes through the BLAS) and query
+    blocks whose G * R columns need padding."""
+    q, k, v, cu = packed(lengths, hq, hk, d, device)
+    out = attention(q, k, v, cu, window=window)
+    torch.testing.assert_close(out, attention_reference(q, k, v, cu, window=window), rtol=2e-5, atol=2e-5)
+
+
 @pytest.mark.parametrize("hq,hk,d", [(2, 2, 64), (4, 2, 128), (8, 1, 64)])
 @pytest.mark.parametrize("lengths,window", [([97], None), ([300], 64), ([5, 1, 33, 130, 2], None), ([200, 70], 16),
                                             ([129], 1)])
