@@ -236,6 +236,7 @@ if _ext.module is not None:
         _, group_sizes, h = output
         ctx.save_for_backward(x, indices, weights, h, w_gate_up, w_down)
         ctx.mark_non_differentiable(group_sizes, h)
+        ctx.set_materialize_grads(False)  # no zero-filled [T*k, 2I] gradient for h (0.7 ms a layer)
 
     def _moe_backward(ctx, grad, _gs, _h):  # noqa: ANN001, ANN202
         x, indices, weights, h, w_gate_up, w_down = ctx.saved_tensors
