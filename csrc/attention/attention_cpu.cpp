@@ -68,6 +68,27 @@ YL_CPU_CLONES void column_exp(float* s, int64_t n, int64_t lo, int64_t hi, const
   std::fill(s + hi, s + n, 0.f);
 }
 
+// dst[e * ldd + r * step] = scale * src[r * ld + e] for r < n, e < D: rows of a block (queries,
+// keys) transposed into a product operand, written row by row of the destination.
+void pack_t(const float* src, int64_t ld, int64_t n, int64_t D, float scale, float* dst, int64_t ldd,
+            int64_t step) {
+  for (int64_t e = 0; e < D; ++e)
+    for (int64_t r = 0; r < n; ++r) dst[e * ldd + r * step] = scale * src[r * ld + e];
+}
+
+// Backward's pass 2 works on transposed blocks (row c: key c, column r: query row r):
+// p <- exp(s - lse) on [lo, hi), 0 elsewhere.
+YL_CPU_CLONES void exp_lse_row(float* s, int64_t n, int64_t lo, int64_t hi, const float* lse) {
+  std::fill(s, s + lo, 0.f);
+  for (int64_t r = lo; r < hi; ++r) s[r] = exp_f32(s[r] - lse[r]);
+  std::fill(s + hi, s + n, 0.f);
+}
+
+// ds <- p * (dp - delta), delta per column.
+YL_CPU_CLONES void softmax_grad_row(const float* p, float* dp, int64_t n, const float* delta) {
+  for (int64_t r = 0; r < n; ++r) dp[r] = p[r] * (dp[r] - delta[r]);
+}
+
 // Scores of a (query block, key block) with everything outside [first_key(i), i] zeroed after
 // exp(s - lse_i): the probabilities of backward. S has leading dimension BK.
 void probabilities(float* S, int64_t rows, int64_t cols, int64_t i0, int64_t j0, int64_t s0, int64_t window,
@@ -105,7 +126,6 @@ std::tuple<at::Tensor, at::Tensor> attention_fwd_cpu(const at::Tensor& q_in, con
   const int64_t R = std::max<int64_t>(1, (span ? kRowsWindowM : kRowsM) / G), M = R * G;
   const int64_t Mp = (M + 15) / 16 * 16;  // columns of the transposed blocks (padding: no query)
   const int64_t bk = span ? window + R - 1 : BK;
-  const bool bcast_pv = D % 16 == 0;
   const auto tasks = make_tasks(cu, d.Hk, R);
   cpu::run_dynamic(static_cast<int64_t>(tasks.size()), [&](int64_t t) {
     const Task task = tasks[t];
@@ -115,10 +135,9 @@ std::tuple<at::Tensor, at::Tensor> attention_fwd_cpu(const at::Tensor& q_in, con
     std::fill(O, O + Mp * D, 0.f);
     std::fill(m, m + Mp, -INFINITY);
     std::fill(l, l + Mp, 0.f);
-    for (int64_t c = 0; c < Mp; ++c) {  // Q^T pre-scaled; column c = query row c / G of head c % G
-      const float* qr = c < rows ? qp + ((i0 + c / G) * d.Hq + hk * G + c % G) * D : nullptr;
-      for (int64_t e = 0; e < D; ++e) Qt[e * Mp + c] = qr ? scale * qr[e] : 0.f;
-    }
+    for (int64_t g = 0; g < G; ++g)  // Q^T pre-scaled; column c = query row c / G of head c % G
+      pack_t(qp + (i0 * d.Hq + hk * G + g) * D, d.Hq * D, i1 - i0, D, scale, Qt + g, Mp, G);
+    for (int64_t e = 0; e < D; ++e) std::fill(Qt + e * Mp + rows, Qt + (e + 1) * Mp, 0.f);
     for (int64_t j0 = first_key(i0, task.s0, window); j0 < i1; j0 += bk) {
       const int64_t cols = std::min(bk, i1 - j0);
       const float *K = kp + (j0 * d.Hk + hk) * D, *V = vp + (j0 * d.Hk + hk) * D;
@@ -143,8 +162,7 @@ std::tuple<at::Tensor, at::Tensor> attention_fwd_cpu(const at::Tensor& q_in, con
       for (int64_t c = 0; c < Mp; ++c) l[c] = l[c] * mb[c] + ls[c];
       for (int64_t c = 0; c < rows; ++c)
         if (mb[c] != 1.f) cpu::scale_f32(O + c * D, D, mb[c]);
-      if (bcast_pv) cpu::gemm_bcast_f32(Mp, D, cols, St, 1, Mp, V, ldk, O, D, true);
-      else cpu::gemm_f32(true, false, Mp, D, cols, 1.f, St, Mp, V, ldk, 1.f, O, D);
+      cpu::gemm_bcast_f32(Mp, D, cols, St, 1, Mp, V, ldk, O, D, true);
     }
     for (int64_t c = 0; c < rows; ++c) {  // every query sees itself: l > 0
       const int64_t i = i0 + c / G, h = hk * G + c % G;
@@ -186,48 +204,63 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd_cpu(const at::Tenso
     const Task task = ktasks[t];
     const int64_t hk = task.h, j0 = task.r0, j1 = std::min(j0 + BK, task.s1), cols = j1 - j0;
     const int64_t i_end = window > 0 ? std::min(task.s1, j1 - 1 + window) : task.s1;
+    const int64_t cp = (cols + 15) / 16 * 16;  // K^T, V^T columns (zero padding)
     float *P = cpu::scratch<0>(BQ * BK), *dP = cpu::scratch<1>(BQ * BK), *dK = cpu::scratch<2>(BK * D),
-          *dV = cpu::scratch<3>(BK * D);
+          *dV = cpu::scratch<3>(BK * D), *Kt = cpu::scratch<4>(D * cp), *Vt = cpu::scratch<5>(D * cp);
     std::fill(dK, dK + cols * D, 0.f);
     std::fill(dV, dV + cols * D, 0.f);
     const float *K = kp + (j0 * d.Hk + hk) * D, *V = vp + (j0 * d.Hk + hk) * D;
+    std::fill(Kt, Kt + D * cp, 0.f);
+    std::fill(Vt, Vt + D * cp, 0.f);
+    pack_t(K, ldk, cols, D, scale, Kt, cp, 1);  // scale K^T once: P = Q (scale K)^T
+    pack_t(V, ldk, cols, D, 1.f, Vt, cp, 1);
     for (int64_t h = hk * G; h < (hk + 1) * G; ++h) {
       for (int64_t i0 = j0; i0 < i_end; i0 += BQ) {
         const int64_t rows = std::min(BQ, i_end - i0);
         const float *Q = qp + (i0 * d.Hq + h) * D, *dO = dop + (i0 * d.Hq + h) * D;
-        cpu::gemm_f32(false, true, rows, cols, D, scale, Q, ldq, K, ldk, 0.f, P, BK);
+        cpu::gemm_bcast_f32(rows, cp, D, Q, ldq, 1, Kt, cp, P, BK, false);
         probabilities(P, rows, cols, i0, j0, task.s0, window, lp + h * N + i0);
-        cpu::gemm_f32(true, false, cols, D, rows, 1.f, P, BK, dO, ldq, 1.f, dV, D);
-        cpu::gemm_f32(false, true, rows, cols, D, 1.f, dO, ldq, V, ldk, 0.f, dP, BK);
+        cpu::gemm_bcast_f32(cols, D, rows, P, 1, BK, dO, ldq, dV, D, true);  // dV += P^T dO
+        cpu::gemm_bcast_f32(rows, cp, D, dO, ldq, 1, Vt, cp, dP, BK, false);
         for (int64_t r = 0; r < rows; ++r) softmax_grad(P + r * BK, dP + r * BK, cols, dp[h * N + i0 + r]);
-        cpu::gemm_f32(true, false, cols, D, rows, scale, dP, BK, Q, ldq, 1.f, dK, D);
+        cpu::gemm_bcast_f32(cols, D, rows, dP, 1, BK, Q, ldq, dK, D, true);  // dK += dS^T Q (scaled below)
       }
     }
     for (int64_t c = 0; c < cols; ++c) {
-      std::copy(dK + c * D, dK + (c + 1) * D, dkp + ((j0 + c) * d.Hk + hk) * D);
+      cpu::scaled_copy_f32(dK + c * D, dkp + ((j0 + c) * d.Hk + hk) * D, D, scale);
       std::copy(dV + c * D, dV + (c + 1) * D, dvp + ((j0 + c) * d.Hk + hk) * D);
     }
   });
 
-  // Pass 2: dQ for (head, query block), over the key blocks it sees.
+  // Pass 2: dQ for (head, query block), over the key blocks it sees, on transposed blocks
+  // (P^T = K Q^T, dP^T = V dO^T: keys and values read in place, Q^T and dO^T packed once).
   const auto qtasks = make_tasks(cu, d.Hq, BQ);
   cpu::run_dynamic(static_cast<int64_t>(qtasks.size()), [&](int64_t t) {
     const Task task = qtasks[t];
     const int64_t h = task.h, hk = h / G, i0 = task.r0, i1 = std::min(i0 + BQ, task.s1), rows = i1 - i0;
-    float *P = cpu::scratch<0>(BQ * BK), *dP = cpu::scratch<1>(BQ * BK), *dQ = cpu::scratch<2>(BQ * D);
+    const int64_t rp = (rows + 15) / 16 * 16;
+    float *Pt = cpu::scratch<0>(BK * rp), *dPt = cpu::scratch<1>(BK * rp), *dQ = cpu::scratch<2>(BQ * D),
+          *Qt = cpu::scratch<4>(D * rp), *dOt = cpu::scratch<5>(D * rp);
     std::fill(dQ, dQ + rows * D, 0.f);
-    const float *Q = qp + (i0 * d.Hq + h) * D, *dO = dop + (i0 * d.Hq + h) * D;
+    std::fill(Qt, Qt + D * rp, 0.f);
+    std::fill(dOt, dOt + D * rp, 0.f);
+    pack_t(qp + (i0 * d.Hq + h) * D, ldq, rows, D, scale, Qt, rp, 1);
+    pack_t(dop + (i0 * d.Hq + h) * D, ldq, rows, D, 1.f, dOt, rp, 1);
+    const float *lse_rows = lp + h * N + i0, *delta_rows = dp + h * N + i0;
     for (int64_t j0 = first_key(i0, task.s0, window); j0 < i1; j0 += BK) {
       const int64_t cols = std::min(BK, i1 - j0);
       const float *K = kp + (j0 * d.Hk + hk) * D, *V = vp + (j0 * d.Hk + hk) * D;
-      cpu::gemm_f32(false, true, rows, cols, D, scale, Q, ldq, K, ldk, 0.f, P, BK);
-      probabilities(P, rows, cols, i0, j0, task.s0, window, lp + h * N + i0);
-      cpu::gemm_f32(false, true, rows, cols, D, 1.f, dO, ldq, V, ldk, 0.f, dP, BK);
-      for (int64_t r = 0; r < rows; ++r) softmax_grad(P + r * BK, dP + r * BK, cols, dp[h * N + i0 + r]);
-      cpu::gemm_f32(false, false, rows, D, cols, scale, dP, BK, K, ldk, 1.f, dQ, D);
+      cpu::gemm_bcast_f32(cols, rp, D, K, ldk, 1, Qt, rp, Pt, rp, false);
+      cpu::gemm_bcast_f32(cols, rp, D, V, ldk, 1, dOt, rp, dPt, rp, false);
+      for (int64_t c = 0; c < cols; ++c) {  // key j0 + c is seen by query rows [lo, hi) of the block
+        const int64_t lo = std::max<int64_t>(0, j0 + c - i0),
+                      hi = std::max(lo, (window > 0 ? std::min(i1, j0 + c + window) : i1) - i0);
+        exp_lse_row(Pt + c * rp, rp, lo, hi, lse_rows);
+        softmax_grad_row(Pt + c * rp, dPt + c * rp, rows, delta_rows);
+      }
+      cpu::gemm_bcast_f32(rows, D, cols, dPt, 1, rp, K, ldk, dQ, D, true);  // dQ += dS K (scaled below)
     }
-    for (int64_t r = 0; r < rows; ++r)
-      std::copy(dQ + r * D, dQ + (r + 1) * D, dqp + ((i0 + r) * d.Hq + h) * D);
+    for (int64_t r = 0; r < rows; ++r) cpu::scaled_copy_f32(dQ + r * D, dqp + ((i0 + r) * d.Hq + h) * D, D, scale);
   });
   const auto dtype = q_in.scalar_type();
   return {dq.to(dtype), dk.to(dtype), dv.to(dtype)};

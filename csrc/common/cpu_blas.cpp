@@ -91,7 +91,15 @@ inline __attribute__((always_inline)) void bcast_panel(int64_t M, int64_t K, con
 
 YL_CPU_CLONES void gemm_bcast_f32(int64_t M, int64_t N, int64_t K, const float* a, int64_t si, int64_t sk,
                                   const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate) {
-  TORCH_CHECK(N % 16 == 0, "gemm_bcast_f32: N must be a multiple of 16, got ", N);
+  if (M == 0 || N == 0) return;
+  if (N % 16 != 0) {
+    TORCH_CHECK(si == 1 || sk == 1, "gemm_bcast_f32: with N = ", N, " (not a multiple of 16) A must have a unit "
+                "stride, got si = ", si, ", sk = ", sk);
+    const bool trans = sk != 1;  // A stored [K, M] with leading dimension sk, else [M, K] with si
+    const int64_t lda = trans ? (K == 1 ? M : sk) : (M == 1 ? K : si);  // one row: any valid value
+    gemm_f32(trans, false, M, N, K, 1.f, a, lda, b, ldb, accumulate ? 1.f : 0.f, c, ldc);
+    return;
+  }
   for (int64_t n0 = 0; n0 < N; n0 += 64) {  // B's panel stays in cache while every row tile passes
     const float* bp = b + n0;
     float* cp = c + n0;

@@ -55,12 +55,19 @@ def test_forward_long_window_and_odd_gqa(device, lengths, window):
 
 @pytest.mark.parametrize("hq,hk,d", [(3, 1, 40), (5, 5, 97), (2, 1, 16)])
 @pytest.mark.parametrize("lengths,window", [([300], None), ([5, 260, 33], 20)])
-def test_forward_odd_head_dims_and_groups(device, lengths, window, hq, hk, d):
-    """Head dims that are not a multiple of 16 (the P V product goes through the BLAS) and query
-    blocks whose G * R columns need padding."""
+def test_odd_head_dims_and_groups(device, lengths, window, hq, hk, d):
+    """Head dims that are not a multiple of 16 (products with N = D go through the BLAS) and
+    blocks whose columns need padding; forward and gradients."""
     q, k, v, cu = packed(lengths, hq, hk, d, device)
-    out = attention(q, k, v, cu, window=window)
-    torch.testing.assert_close(out, attention_reference(q, k, v, cu, window=window), rtol=2e-5, atol=2e-5)
+    ours = [t.clone().requires_grad_() for t in (q, k, v)]
+    refs = [t.clone().requires_grad_() for t in (q, k, v)]
+    out, ref = attention(*ours, cu, window=window), attention_reference(*refs, cu, window=window)
+    torch.testing.assert_close(out, ref, rtol=2e-5, atol=2e-5)
+    grad = torch.randn_like(q)
+    out.backward(grad)
+    ref.backward(grad)
+    for a, b in zip(ours, refs):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("hq,hk,d", [(2, 2, 64), (4, 2, 128), (8, 1, 64)])
