@@ -1,9 +1,8 @@
 // Attention on the CPU: the tiled online-softmax (flash-attention) algorithm. Work is split into
 // (sequence, head, block) tasks taken dynamically by the threads; each task multiplies blocks
-// single-threaded (the forward with cpu::gemm_bcast_f32, which reads keys and values in place,
-// the backward with fp32 BLAS calls) and keeps the softmax state of its query rows, so memory
-// is O(N) and never an N x N matrix, and a sliding-window layer only visits the key blocks
-// inside the window: work O(N * W).
+// with single-threaded fp32 BLAS calls (cpu::gemm_f32) and keeps the softmax state of its query
+// rows, so memory is O(N) and never an N x N matrix, and a sliding-window layer only visits the
+// key blocks inside the window: work O(N * W).
 // Backward recomputes the probabilities from the saved log-sum-exp: pass 1 owns (kv head, key
 // block) and accumulates dK, dV over all query heads of its group; pass 2 owns (head, query
 // block) and accumulates dQ. Every output row has one writer: deterministic, no atomics.
@@ -12,7 +11,6 @@
 #include <torch/library.h>
 
 #include <cmath>
-#include <utility>
 #include <vector>
 
 #include "attention/attention.h"
@@ -26,10 +24,8 @@ namespace {
 
 constexpr int64_t BQ = 128, BK = 256;
 // Forward tasks stack the G query heads that share a kv head: a block of R query rows becomes
-// one product with the shared keys (column r * G + g of the transposed blocks is query row r
-// of head g), so the keys are read once per block and the products keep about kRowsM queries
-// even when R is small. Blocks are transposed, S^T = K Q^T: keys and values are read in place
-// (no packing), and the softmax runs down the key rows with full-width vector operations.
+// one [R * G, D] product with the shared keys (row r * G + g is query row r of head g), so the
+// keys are packed once per block and the GEMMs keep about kRowsM rows even when R is small.
 // A sliding-window block sees at most W + R - 1 keys; when that span is at most kMaxSpan it is
 // one key block (a single softmax pass, no rescaling) and R is small so that only
 // (R - 1) / (W + R - 1) of the scores are masked.
@@ -38,55 +34,6 @@ constexpr int64_t kRowsM = 128, kRowsWindowM = 64, kMaxSpan = 2048;
 // ds <- p * (dp - delta)
 YL_CPU_CLONES void softmax_grad(const float* p, float* dp, int64_t n, float delta) {
   for (int64_t i = 0; i < n; ++i) dp[i] = p[i] * (dp[i] - delta);
-}
-
-// Forward blocks are transposed: row j of S^T holds key j's scores for the Mp query columns
-// (column c = query row c / G of head c % G), so the softmax statistics of all queries are
-// updated with full-width vector operations down the rows. Key j is visible to columns [lo, hi).
-YL_CPU_CLONES void column_max(const float* s, int64_t lo, int64_t hi, float* mb) {
-  for (int64_t c = lo; c < hi; ++c) mb[c] = s[c] > mb[c] ? s[c] : mb[c];
-}
-
-// m <- max(m, mb); mb <- alpha = exp(m_old - m_new), the rescaling of what the columns summed
-// so far (0 while a column has seen no key); mu <- m_new, or 0 for a column without keys yet.
-YL_CPU_CLONES void column_update(int64_t n, float* m, float* mb, float* mu) {
-  for (int64_t c = 0; c < n; ++c) {
-    const float m_new = m[c] > mb[c] ? m[c] : mb[c];
-    mb[c] = m[c] == -INFINITY ? 0.f : exp_f32(m[c] - m_new);
-    m[c] = m_new;
-    mu[c] = m_new == -INFINITY ? 0.f : m_new;
-  }
-}
-
-// s <- exp(s - mu) on [lo, hi), 0 elsewhere; ls += s.
-YL_CPU_CLONES void column_exp(float* s, int64_t n, int64_t lo, int64_t hi, const float* mu, float* ls) {
-  std::fill(s, s + lo, 0.f);
-  for (int64_t c = lo; c < hi; ++c) {
-    s[c] = exp_f32(s[c] - mu[c]);
-    ls[c] += s[c];
-  }
-  std::fill(s + hi, s + n, 0.f);
-}
-
-// dst[e * ldd + r * step] = scale * src[r * ld + e] for r < n, e < D: rows of a block (queries,
-// keys) transposed into a product operand, written row by row of the destination.
-void pack_t(const float* src, int64_t ld, int64_t n, int64_t D, float scale, float* dst, int64_t ldd,
-            int64_t step) {
-  for (int64_t e = 0; e < D; ++e)
-    for (int64_t r = 0; r < n; ++r) dst[e * ldd + r * step] = scale * src[r * ld + e];
-}
-
-// Backward's pass 2 works on transposed blocks (row c: key c, column r: query row r):
-// p <- exp(s - lse) on [lo, hi), 0 elsewhere.
-YL_CPU_CLONES void exp_lse_row(float* s, int64_t n, int64_t lo, int64_t hi, const float* lse) {
-  std::fill(s, s + lo, 0.f);
-  for (int64_t r = lo; r < hi; ++r) s[r] = exp_f32(s[r] - lse[r]);
-  std::fill(s + hi, s + n, 0.f);
-}
-
-// ds <- p * (dp - delta), delta per column.
-YL_CPU_CLONES void softmax_grad_row(const float* p, float* dp, int64_t n, const float* delta) {
-  for (int64_t r = 0; r < n; ++r) dp[r] = p[r] * (dp[r] - delta[r]);
 }
 
 // Scores of a (query block, key block) with everything outside [first_key(i), i] zeroed after
@@ -124,50 +71,45 @@ std::tuple<at::Tensor, at::Tensor> attention_fwd_cpu(const at::Tensor& q_in, con
   float *op = out.mutable_data_ptr<float>(), *lp = lse.mutable_data_ptr<float>();
   const bool span = window > 0 && window - 1 + std::max<int64_t>(1, kRowsWindowM / G) <= kMaxSpan;
   const int64_t R = std::max<int64_t>(1, (span ? kRowsWindowM : kRowsM) / G), M = R * G;
-  const int64_t Mp = (M + 15) / 16 * 16;  // columns of the transposed blocks (padding: no query)
   const int64_t bk = span ? window + R - 1 : BK;
   const auto tasks = make_tasks(cu, d.Hk, R);
   cpu::run_dynamic(static_cast<int64_t>(tasks.size()), [&](int64_t t) {
     const Task task = tasks[t];
     const int64_t hk = task.h, i0 = task.r0, i1 = std::min(i0 + R, task.s1), rows = (i1 - i0) * G;
-    float *Qt = cpu::scratch<0>(D * Mp), *St = cpu::scratch<1>(bk * Mp), *O = cpu::scratch<2>(Mp * D),
-          *m = cpu::scratch<3>(5 * Mp), *l = m + Mp, *mb = l + Mp, *ls = mb + Mp, *mu = ls + Mp;
-    std::fill(O, O + Mp * D, 0.f);
-    std::fill(m, m + Mp, -INFINITY);
-    std::fill(l, l + Mp, 0.f);
-    for (int64_t g = 0; g < G; ++g)  // Q^T pre-scaled; column c = query row c / G of head c % G
-      pack_t(qp + (i0 * d.Hq + hk * G + g) * D, d.Hq * D, i1 - i0, D, scale, Qt + g, Mp, G);
-    for (int64_t e = 0; e < D; ++e) std::fill(Qt + e * Mp + rows, Qt + (e + 1) * Mp, 0.f);
+    float *Q = cpu::scratch<0>(M * D), *S = cpu::scratch<1>(M * bk), *O = cpu::scratch<2>(M * D);
+    std::fill(O, O + rows * D, 0.f);
+    std::vector<float> m(M, -INFINITY), l(M, 0.f);
+    for (int64_t i = i0; i < i1; ++i)  // the G heads of one token are contiguous
+      std::copy_n(qp + (i * d.Hq + hk * G) * D, G * D, Q + (i - i0) * G * D);
     for (int64_t j0 = first_key(i0, task.s0, window); j0 < i1; j0 += bk) {
       const int64_t cols = std::min(bk, i1 - j0);
-      const float *K = kp + (j0 * d.Hk + hk) * D, *V = vp + (j0 * d.Hk + hk) * D;
-      cpu::gemm_bcast_f32(cols, Mp, D, K, ldk, 1, Qt, Mp, St, Mp, false);  // S^T [cols, Mp]
-      // Key j0 + j is seen by the query rows [j0 + j - i0, j0 + j + W - i0) of the block.
-      auto visible = [&](int64_t j) {
-        const int64_t lo = std::max<int64_t>(0, j0 + j - i0) * G,
-                      hi = (window > 0 ? std::min(i1, j0 + j + window) - i0 : i1 - i0) * G;
-        return std::pair<int64_t, int64_t>(lo, std::max(lo, hi));
-      };
-      std::fill(mb, mb + Mp, -INFINITY);
-      for (int64_t j = 0; j < cols; ++j) {
-        const auto [lo, hi] = visible(j);
-        column_max(St + j * Mp, lo, hi, mb);
+      cpu::gemm_f32(false, true, rows, cols, D, scale, Q, D, kp + (j0 * d.Hk + hk) * D, ldk, 0.f, S,
+                    bk);
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t i = i0 + r / G;
+        const int64_t c_lo = std::max<int64_t>(0, first_key(i, task.s0, window) - j0);
+        const int64_t c_hi = std::min<int64_t>(cols, i - j0 + 1);
+        float* s = S + r * bk;
+        if (c_hi <= c_lo) {  // no visible key of this block for this row
+          std::fill(s, s + cols, 0.f);
+          continue;
+        }
+        const float m_new = std::max(m[r], cpu::max_f32(s + c_lo, c_hi - c_lo));
+        const float alpha = m[r] == -INFINITY ? 0.f : exp_f32(m[r] - m_new);
+        std::fill(s, s + c_lo, 0.f);
+        const float sum = cpu::exp_sub_sum(s + c_lo, c_hi - c_lo, m_new);
+        std::fill(s + c_hi, s + cols, 0.f);
+        l[r] = l[r] * alpha + sum;
+        m[r] = m_new;
+        if (alpha != 1.f) cpu::scale_f32(O + r * D, D, alpha);
       }
-      column_update(Mp, m, mb, mu);  // mb <- alpha
-      std::fill(ls, ls + Mp, 0.f);
-      for (int64_t j = 0; j < cols; ++j) {
-        const auto [lo, hi] = visible(j);
-        column_exp(St + j * Mp, Mp, lo, hi, mu, ls);
-      }
-      for (int64_t c = 0; c < Mp; ++c) l[c] = l[c] * mb[c] + ls[c];
-      for (int64_t c = 0; c < rows; ++c)
-        if (mb[c] != 1.f) cpu::scale_f32(O + c * D, D, mb[c]);
-      cpu::gemm_bcast_f32(Mp, D, cols, St, 1, Mp, V, ldk, O, D, true);
+      cpu::gemm_f32(false, false, rows, D, cols, 1.f, S, bk, vp + (j0 * d.Hk + hk) * D, ldk, 1.f, O,
+                    D);
     }
-    for (int64_t c = 0; c < rows; ++c) {  // every query sees itself: l > 0
-      const int64_t i = i0 + c / G, h = hk * G + c % G;
-      cpu::scaled_copy_f32(O + c * D, op + (i * d.Hq + h) * D, D, 1.f / l[c]);
-      lp[h * d.N + i] = m[c] + std::log(l[c]);
+    for (int64_t r = 0; r < rows; ++r) {  // every query sees itself: l > 0
+      const int64_t i = i0 + r / G, h = hk * G + r % G;
+      cpu::scaled_copy_f32(O + r * D, op + (i * d.Hq + h) * D, D, 1.f / l[r]);
+      lp[h * d.N + i] = m[r] + std::log(l[r]);
     }
   });
   return {out.to(q_in.scalar_type()), lse};
@@ -204,63 +146,48 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd_cpu(const at::Tenso
     const Task task = ktasks[t];
     const int64_t hk = task.h, j0 = task.r0, j1 = std::min(j0 + BK, task.s1), cols = j1 - j0;
     const int64_t i_end = window > 0 ? std::min(task.s1, j1 - 1 + window) : task.s1;
-    const int64_t cp = (cols + 15) / 16 * 16;  // K^T, V^T columns (zero padding)
     float *P = cpu::scratch<0>(BQ * BK), *dP = cpu::scratch<1>(BQ * BK), *dK = cpu::scratch<2>(BK * D),
-          *dV = cpu::scratch<3>(BK * D), *Kt = cpu::scratch<4>(D * cp), *Vt = cpu::scratch<5>(D * cp);
+          *dV = cpu::scratch<3>(BK * D);
     std::fill(dK, dK + cols * D, 0.f);
     std::fill(dV, dV + cols * D, 0.f);
     const float *K = kp + (j0 * d.Hk + hk) * D, *V = vp + (j0 * d.Hk + hk) * D;
-    std::fill(Kt, Kt + D * cp, 0.f);
-    std::fill(Vt, Vt + D * cp, 0.f);
-    pack_t(K, ldk, cols, D, scale, Kt, cp, 1);  // scale K^T once: P = Q (scale K)^T
-    pack_t(V, ldk, cols, D, 1.f, Vt, cp, 1);
     for (int64_t h = hk * G; h < (hk + 1) * G; ++h) {
       for (int64_t i0 = j0; i0 < i_end; i0 += BQ) {
         const int64_t rows = std::min(BQ, i_end - i0);
         const float *Q = qp + (i0 * d.Hq + h) * D, *dO = dop + (i0 * d.Hq + h) * D;
-        cpu::gemm_bcast_f32(rows, cp, D, Q, ldq, 1, Kt, cp, P, BK, false);
+        cpu::gemm_f32(false, true, rows, cols, D, scale, Q, ldq, K, ldk, 0.f, P, BK);
         probabilities(P, rows, cols, i0, j0, task.s0, window, lp + h * N + i0);
-        cpu::gemm_bcast_f32(cols, D, rows, P, 1, BK, dO, ldq, dV, D, true);  // dV += P^T dO
-        cpu::gemm_bcast_f32(rows, cp, D, dO, ldq, 1, Vt, cp, dP, BK, false);
+        cpu::gemm_f32(true, false, cols, D, rows, 1.f, P, BK, dO, ldq, 1.f, dV, D);
+        cpu::gemm_f32(false, true, rows, cols, D, 1.f, dO, ldq, V, ldk, 0.f, dP, BK);
         for (int64_t r = 0; r < rows; ++r) softmax_grad(P + r * BK, dP + r * BK, cols, dp[h * N + i0 + r]);
-        cpu::gemm_bcast_f32(cols, D, rows, dP, 1, BK, Q, ldq, dK, D, true);  // dK += dS^T Q (scaled below)
+        cpu::gemm_f32(true, false, cols, D, rows, scale, dP, BK, Q, ldq, 1.f, dK, D);
       }
     }
     for (int64_t c = 0; c < cols; ++c) {
-      cpu::scaled_copy_f32(dK + c * D, dkp + ((j0 + c) * d.Hk + hk) * D, D, scale);
+      std::copy(dK + c * D, dK + (c + 1) * D, dkp + ((j0 + c) * d.Hk + hk) * D);
       std::copy(dV + c * D, dV + (c + 1) * D, dvp + ((j0 + c) * d.Hk + hk) * D);
     }
   });
 
-  // Pass 2: dQ for (head, query block), over the key blocks it sees, on transposed blocks
-  // (P^T = K Q^T, dP^T = V dO^T: keys and values read in place, Q^T and dO^T packed once).
+  // Pass 2: dQ for (head, query block), over the key blocks it sees.
   const auto qtasks = make_tasks(cu, d.Hq, BQ);
   cpu::run_dynamic(static_cast<int64_t>(qtasks.size()), [&](int64_t t) {
     const Task task = qtasks[t];
     const int64_t h = task.h, hk = h / G, i0 = task.r0, i1 = std::min(i0 + BQ, task.s1), rows = i1 - i0;
-    const int64_t rp = (rows + 15) / 16 * 16;
-    float *Pt = cpu::scratch<0>(BK * rp), *dPt = cpu::scratch<1>(BK * rp), *dQ = cpu::scratch<2>(BQ * D),
-          *Qt = cpu::scratch<4>(D * rp), *dOt = cpu::scratch<5>(D * rp);
+    float *P = cpu::scratch<0>(BQ * BK), *dP = cpu::scratch<1>(BQ * BK), *dQ = cpu::scratch<2>(BQ * D);
     std::fill(dQ, dQ + rows * D, 0.f);
-    std::fill(Qt, Qt + D * rp, 0.f);
-    std::fill(dOt, dOt + D * rp, 0.f);
-    pack_t(qp + (i0 * d.Hq + h) * D, ldq, rows, D, scale, Qt, rp, 1);
-    pack_t(dop + (i0 * d.Hq + h) * D, ldq, rows, D, 1.f, dOt, rp, 1);
-    const float *lse_rows = lp + h * N + i0, *delta_rows = dp + h * N + i0;
+    const float *Q = qp + (i0 * d.Hq + h) * D, *dO = dop + (i0 * d.Hq + h) * D;
     for (int64_t j0 = first_key(i0, task.s0, window); j0 < i1; j0 += BK) {
       const int64_t cols = std::min(BK, i1 - j0);
       const float *K = kp + (j0 * d.Hk + hk) * D, *V = vp + (j0 * d.Hk + hk) * D;
-      cpu::gemm_bcast_f32(cols, rp, D, K, ldk, 1, Qt, rp, Pt, rp, false);
-      cpu::gemm_bcast_f32(cols, rp, D, V, ldk, 1, dOt, rp, dPt, rp, false);
-      for (int64_t c = 0; c < cols; ++c) {  // key j0 + c is seen by query rows [lo, hi) of the block
-        const int64_t lo = std::max<int64_t>(0, j0 + c - i0),
-                      hi = std::max(lo, (window > 0 ? std::min(i1, j0 + c + window) : i1) - i0);
-        exp_lse_row(Pt + c * rp, rp, lo, hi, lse_rows);
-        softmax_grad_row(Pt + c * rp, dPt + c * rp, rows, delta_rows);
-      }
-      cpu::gemm_bcast_f32(rows, D, cols, dPt, 1, rp, K, ldk, dQ, D, true);  // dQ += dS K (scaled below)
+      cpu::gemm_f32(false, true, rows, cols, D, scale, Q, ldq, K, ldk, 0.f, P, BK);
+      probabilities(P, rows, cols, i0, j0, task.s0, window, lp + h * N + i0);
+      cpu::gemm_f32(false, true, rows, cols, D, 1.f, dO, ldq, V, ldk, 0.f, dP, BK);
+      for (int64_t r = 0; r < rows; ++r) softmax_grad(P + r * BK, dP + r * BK, cols, dp[h * N + i0 + r]);
+      cpu::gemm_f32(false, false, rows, D, cols, scale, dP, BK, K, ldk, 1.f, dQ, D);
     }
-    for (int64_t r = 0; r < rows; ++r) cpu::scaled_copy_f32(dQ + r * D, dqp + ((i0 + r) * d.Hq + h) * D, D, scale);
+    for (int64_t r = 0; r < rows; ++r)
+      std::copy(dQ + r * D, dQ + (r + 1) * D, dqp + ((i0 + r) * d.Hq + h) * D);
   });
   const auto dtype = q_in.scalar_type();
   return {dq.to(dtype), dk.to(dtype), dv.to(dtype)};
