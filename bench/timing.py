@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from typing import Callable
 
@@ -18,7 +19,9 @@ def sync() -> None:
 
 
 def timed(fn: Callable[[], object], device: str, reps: int) -> float:
-    """Mean seconds per call of ``fn`` after one warm-up call; CUDA events on a GPU."""
+    """Seconds per call of ``fn`` after one warm-up call: the mean over ``reps`` calls timed with
+    CUDA events on a GPU; on a CPU the median of ``reps`` separately timed calls, so one call
+    slowed by a noisy neighbour (shared VMs vary by 30%) does not move the result."""
     fn()
     if device == "cuda":
         torch.cuda.synchronize()
@@ -29,7 +32,9 @@ def timed(fn: Callable[[], object], device: str, reps: int) -> float:
         end.record()
         torch.cuda.synchronize()
         return start.elapsed_time(end) / 1e3 / reps
-    t0 = time.perf_counter()
+    times = []
     for _ in range(reps):
+        t0 = time.perf_counter()
         fn()
-    return (time.perf_counter() - t0) / reps
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
