@@ -87,6 +87,7 @@ inline void check_decode(const at::Tensor& q, const at::Tensor& kc, const at::Te
   TORCH_CHECK(kc.size(2) >= 1 && q.size(1) >= 1 && q.size(1) % kc.size(2) == 0, "decode_attention: query heads (",
               q.size(1), ") must be a positive multiple of cache heads (", kc.size(2), ")");
   TORCH_CHECK(q.size(2) >= 1, "decode_attention: the head dim D must be >= 1, got ", q.size(2));
+  TORCH_CHECK(kc.size(1) >= 1, "decode_attention: the cache must have at least one slot, got ", kc.sizes());
   TORCH_CHECK((lens.scalar_type() == at::kInt || lens.scalar_type() == at::kLong) && lens.dim() == 1 &&
                   lens.size(0) == q.size(0),
               "decode_attention: cache_seqlens must be int32/int64 [B=", q.size(0), "], got ", lens.scalar_type(), " ",

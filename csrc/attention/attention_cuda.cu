@@ -262,6 +262,7 @@ std::tuple<at::Tensor, at::Tensor> attention_fwd_cuda(const at::Tensor& q_in, co
   at::Tensor out = at::empty_like(q), lse = at::empty({d.Hq, d.N}, q.options().dtype(at::kFloat));
   const at::Tensor tiles = tile_table(cu, T, q.device());
   if (tiles.size(0) == 0) return {out, lse};
+  TORCH_CHECK(d.Hq <= 65535, "attention: at most 65535 query heads on CUDA, got ", d.Hq);
   const dim3 grid(static_cast<unsigned>(tiles.size(0)), static_cast<unsigned>(d.Hq));
   auto stream = c10::cuda::getCurrentCUDAStream();
   YL_DISPATCH_FLOAT(q.scalar_type(), "attention_fwd_cuda", [&] {
@@ -287,6 +288,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd_cuda(const at::Tens
               "attention_backward: grad and out must have q's shape ", q_in.sizes());
   TORCH_CHECK(lse_in.scalar_type() == at::kFloat && lse_in.sizes() == at::IntArrayRef({d.Hq, d.N}),
               "attention_backward: lse must be float32 [Hq, N]");
+  TORCH_CHECK(dout_in.device() == q_in.device() && out_in.device() == q_in.device() && lse_in.device() == q_in.device(),
+              "attention_backward: grad, out and lse must be on ", q_in.device());
+  TORCH_CHECK(d.Hq <= 65535, "attention_backward: at most 65535 query heads on CUDA, got ", d.Hq);
   const c10::cuda::CUDAGuard guard(q_in.device());
   const at::AutoDispatchBelowADInplaceOrView no_autograd;
   const auto cu = host_offsets(cu_in, d.N);
@@ -392,7 +396,9 @@ at::Tensor decode_cuda(const at::Tensor& q_in, const at::Tensor& kc_in, const at
   const int64_t B = q_in.size(0), Hq = q_in.size(1), D = q_in.size(2), Slots = kc_in.size(1), Hk = kc_in.size(2);
   const int64_t nsplit = std::max<int64_t>(1, (Slots + kSplit - 1) / kSplit);
   const at::Tensor q = q_in.contiguous(), kc = kc_in.contiguous(), vc = vc_in.contiguous();
-  const at::Tensor lens = lens_in.to(at::kLong).contiguous();
+  const at::Tensor lens = lens_in.to(q_in.device(), at::kLong).contiguous();  // host lengths are allowed
+  TORCH_CHECK(Hq <= 65535 && nsplit <= 65535, "decode_attention: at most 65535 query heads and ",
+              65535 * kSplit, " cache slots on CUDA");
   auto f32 = q.options().dtype(at::kFloat);
   at::Tensor part_o = at::empty({B, Hq, nsplit, D}, f32), part_m = at::empty({B, Hq, nsplit}, f32),
              part_l = at::empty({B, Hq, nsplit}, f32);

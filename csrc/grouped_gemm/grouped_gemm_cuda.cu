@@ -285,6 +285,7 @@ at::Tensor grouped_gemm_cuda(const at::Tensor& a_in, const at::Tensor& b_in, con
     return c;
   }
 #endif
+  TORCH_CHECK((d.N + BN - 1) / BN <= 65535, "grouped_gemm: N must be at most ", 65535 * BN, " on CUDA, got ", d.N);
   const dim3 grid(static_cast<unsigned>((d.M + BM - 1) / BM + d.E), static_cast<unsigned>((d.N + BN - 1) / BN));
   YL_DISPATCH_FLOAT(a.scalar_type(), "grouped_gemm_cuda", [&] {
     const int64_t* o = offs.const_data_ptr<int64_t>();
@@ -313,7 +314,8 @@ at::Tensor grouped_gemm_wgrad_cuda(const at::Tensor& a_in, const at::Tensor& dc_
   const at::Tensor offs = device_offsets(gs, d.M, stream);
   const dim3 grid(static_cast<unsigned>((d.K + BM - 1) / BM), static_cast<unsigned>((d.N + BN - 1) / BN),
                   static_cast<unsigned>(d.E));
-  TORCH_CHECK(d.E <= 65535, "grouped_gemm_wgrad: at most 65535 groups on CUDA, got ", d.E);
+  TORCH_CHECK(d.E <= 65535 && (d.N + BN - 1) / BN <= 65535, "grouped_gemm_wgrad: at most 65535 groups and N <= ",
+              65535 * BN, " on CUDA, got ", d.E, " groups, N = ", d.N);
   YL_DISPATCH_FLOAT(a.scalar_type(), "grouped_gemm_wgrad_cuda", [&] {
     if (trans_b)
       wgrad_kernel<scalar_t, true><<<grid, kThreads, 0, stream>>>(

@@ -2,7 +2,9 @@
 // ids (no host sync); row copies and weighted sums run one block per row or token, threads
 // across the hidden dimension, sums in a fixed order (deterministic, no float atomics).
 // Expert ids outside [0, E) are not checked here (that would need a host sync): they are left
-// out of group_sizes, and their rows fall outside every group.
+// out of group_sizes and sorted after every group (negative ones too), so no group shifts.
+// unpermute trusts row_map to come from permute; an entry outside [0, T*k) is skipped (reads
+// as zero, writes nothing) rather than touching memory out of bounds.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -43,10 +45,13 @@ __global__ void gather_rows_kernel(const T* __restrict__ x, const int64_t* __res
 template <typename T>
 __global__ void unpermute_kernel(const T* __restrict__ y, const int64_t* __restrict__ row_map,
                                  const float* __restrict__ w, T* __restrict__ out, int64_t k, int64_t H) {
-  const int64_t t = blockIdx.x;
+  const int64_t t = blockIdx.x, S = gridDim.x * k;
   for (int64_t h = threadIdx.x; h < H; h += blockDim.x) {
     float acc = 0.f;
-    for (int64_t j = 0; j < k; ++j) acc += w[t * k + j] * static_cast<float>(y[row_map[t * k + j] * H + h]);
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t r = row_map[t * k + j];
+      if (r >= 0 && r < S) acc += w[t * k + j] * static_cast<float>(y[r * H + h]);
+    }
     out[t * H + h] = static_cast<T>(acc);
   }
 }
@@ -56,12 +61,12 @@ __global__ void unpermute_backward_kernel(const T* __restrict__ grad, const T* _
                                           const int64_t* __restrict__ row_map, const float* __restrict__ w,
                                           T* __restrict__ dy, float* __restrict__ dw, int64_t k, int64_t H) {
   __shared__ float partial[kThreads];
-  const int64_t t = blockIdx.x;
+  const int64_t t = blockIdx.x, S = gridDim.x * k;
   for (int64_t j = 0; j < k; ++j) {
     const int64_t r = row_map[t * k + j];
     const float wt = w[t * k + j];
     float dot = 0.f;
-    for (int64_t h = threadIdx.x; h < H; h += blockDim.x) {
+    for (int64_t h = threadIdx.x; h < H && r >= 0 && r < S; h += blockDim.x) {
       const float g = static_cast<float>(grad[t * H + h]);
       dy[r * H + h] = static_cast<T>(wt * g);
       dot += g * static_cast<float>(y[r * H + h]);
@@ -96,7 +101,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> permute_cuda(const at::Tensor& x_
       flat.const_data_ptr<int64_t>(), S, num_experts,
       reinterpret_cast<unsigned long long*>(group_sizes.mutable_data_ptr<int64_t>()));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  const at::Tensor order = std::get<1>(at::sort(flat, /*stable=*/true, /*dim=*/0, /*descending=*/false));
+  const at::Tensor key = at::where(flat.lt(0), num_experts, flat);  // invalid ids after every group
+  const at::Tensor order = std::get<1>(at::sort(key, /*stable=*/true, /*dim=*/0, /*descending=*/false));
   invert_kernel<<<blocks_for(S), kThreads, 0, stream>>>(order.const_data_ptr<int64_t>(), S, k,
                                                         row_map.mutable_data_ptr<int64_t>(),
                                                         src.mutable_data_ptr<int64_t>());
@@ -135,6 +141,8 @@ std::tuple<at::Tensor, at::Tensor> unpermute_backward_cuda(const at::Tensor& gra
   TORCH_CHECK(grad_in.sizes() == at::IntArrayRef({T, H}) && grad_in.scalar_type() == y_in.scalar_type(),
               "unpermute_backward: grad must be [T, H] of y_sorted's dtype, got ", grad_in.scalar_type(), " ",
               grad_in.sizes());
+  TORCH_CHECK(grad_in.device() == y_in.device(), "unpermute_backward: grad must be on ", y_in.device(), ", got ",
+              grad_in.device());
   const c10::cuda::CUDAGuard guard(y_in.device());
   const at::Tensor y = y_in.contiguous(), grad = grad_in.contiguous(), row_map = row_map_in.contiguous(),
                    weights = weights_in.contiguous();

@@ -237,6 +237,12 @@ def test_decode_bad_input():
         decode_attention(torch.randn(2, 3, 64), kc, kc, torch.tensor([3, 4]))
     with pytest.raises(ValueError, match="cache_seqlens must be int32/int64"):
         decode_attention(q, kc, kc, torch.tensor([3.0, 4.0]))
+    empty = torch.randn(2, 0, 2, 64)
+    with pytest.raises(ValueError, match="S >= 1"):
+        decode_attention(q, empty, empty, torch.tensor([1, 1]))
+    if _ext.module is not None:  # the kernels refuse it too (CUDA lengths are not checked in Python)
+        with pytest.raises(RuntimeError, match="at least one slot"):
+            torch.ops.yilightning.decode_attention(q, empty, empty, torch.tensor([1, 1]), 0, 0.125)
 
 
 @needs_ext

@@ -113,3 +113,18 @@ def test_compile_fullgraph(device):
     torch.testing.assert_close(out, 2 * x.detach() * w.sum(-1, keepdim=True))
     torch.testing.assert_close(x.grad, (2 * w.sum(-1, keepdim=True)).expand(-1, 12))
     assert int(sizes.sum()) == 42
+
+
+@pytest.mark.cuda
+def test_cuda_kernels_keep_groups_aligned_around_invalid_ids():
+    """The CUDA kernels cannot check ids without a host sync: an id outside [0, E) (a negative
+    "dropped" marker too) is left out of every group and sorted after them, and an unpermute
+    row_map entry out of range reads as zero instead of touching memory out of bounds."""
+    x = torch.arange(3 * 4, dtype=torch.float32, device="cuda").view(3, 4)
+    idx = torch.tensor([[-1], [0], [5]], device="cuda")
+    x_sorted, sizes, row_map = torch.ops.yilightning.permute(x, idx, 1)
+    assert sizes.tolist() == [1] and torch.equal(x_sorted[0], x[1])
+    w = torch.ones(3, 1, device="cuda")
+    bad_map = torch.tensor([0, 1, 7], device="cuda")
+    out = torch.ops.yilightning.unpermute(x_sorted, bad_map, w)
+    assert torch.equal(out[2], torch.zeros(4, device="cuda"))

@@ -108,9 +108,9 @@ def _check_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
         raise ValueError(f"decode_attention: k_cache and v_cache must be [B, S, Hk, D] of q's dtype, got "
                          f"{k_cache.dtype} {tuple(k_cache.shape)} and {v_cache.dtype} {tuple(v_cache.shape)}")
     B, S, Hk, D = k_cache.shape
-    if B != q.shape[0] or D != q.shape[2] or Hk < 1 or q.shape[1] < 1 or q.shape[1] % Hk or D < 1:
+    if B != q.shape[0] or D != q.shape[2] or Hk < 1 or q.shape[1] < 1 or q.shape[1] % Hk or D < 1 or S < 1:
         raise ValueError(f"decode_attention: caches {tuple(k_cache.shape)} do not fit q {tuple(q.shape)} "
-                         "([B, S, Hk, D] with Hq a positive multiple of Hk and D >= 1)")
+                         "([B, S, Hk, D] with S >= 1, Hq a positive multiple of Hk and D >= 1)")
     if cache_seqlens.shape != (B,) or cache_seqlens.dtype not in (torch.int32, torch.int64):
         raise ValueError(f"decode_attention: cache_seqlens must be int32/int64 [B={B}], got {cache_seqlens.dtype} "
                          f"{tuple(cache_seqlens.shape)}")
