@@ -56,7 +56,7 @@ def test_forward_long_window_and_odd_gqa(device, lengths, window):
 @pytest.mark.parametrize("hq,hk,d", [(3, 1, 40), (5, 5, 97), (2, 1, 16)])
 @pytest.mark.parametrize("lengths,window", [([300], None), ([5, 260, 33], 20)])
 def test_odd_head_dims_and_groups(device, lengths, window, hq, hk, d):
-    """Head dims that are neither 64 nor 128 (nor a multiple of 16), and 3 or 5 query heads per
+    """Head dims that are neither 64 nor 128 (nor a multiple of 16), and 2 or 3 query heads per
     kv head (stacked query blocks that a sequence end cuts short); forward and gradients."""
     q, k, v, cu = packed(lengths, hq, hk, d, device)
     ours = [t.clone().requires_grad_() for t in (q, k, v)]
