@@ -73,3 +73,23 @@ def test_length_binned_sampling_upsamples_long_documents(tmp_path):
         next(length_weighted_batches([data], 4, {}))
     with pytest.raises(ValueError, match="weight 0"):
         next(length_weighted_batches([data], 4, {100.0: 1.0}))
+
+
+def test_a_growing_context_reads_one_stream_without_repeats_or_gaps(tmp_path):
+    """Opened at 64 and at 128 tokens over blocks of 128, the dataset is the same shuffled token
+    stream: a run that grows its context at any whole block continues exactly where it was."""
+    import torch
+
+    from yilightning.data import PackedDataset
+
+    rng = np.random.default_rng(1)
+    write_tokens([rng.integers(4, 100, 50).tolist() for _ in range(40)], tmp_path, eos_id=3)  # 2040 tokens
+    short, long = PackedDataset(tmp_path, 64, seed=5, block_len=128), PackedDataset(tmp_path, 128, seed=5)
+    assert short.num_pieces == 2 * long.num_pieces == 30
+    stream = torch.cat([short.piece(i)[0] for i in range(short.num_pieces)])
+    assert torch.equal(stream, torch.cat([long.piece(i)[0] for i in range(long.num_pieces)]))
+    grown = torch.cat([short.piece(i)[0] for i in range(6)] + [long.piece(i)[0] for i in range(3, long.num_pieces)])
+    assert torch.equal(grown, stream)
+    assert sorted(long.order.tolist()) == list(range(long.num_pieces))  # every block once per epoch
+    with pytest.raises(ValueError, match="multiple of seq_len"):
+        PackedDataset(tmp_path, 48, block_len=128)

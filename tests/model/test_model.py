@@ -83,6 +83,16 @@ def test_sampling_seed_stop_tokens_and_stream():
     assert len(set(penalised)) >= len(set(model.generate([[1, 2, 3]], 10)[0]))
 
 
+def test_top_p_stops_at_the_token_that_reaches_it_and_unseeded_sampling_varies():
+    model = tiny()
+    logits = torch.tensor([[2.0, 2.0, -30.0]])  # probabilities 0.5, 0.5, ~0
+    gen = torch.Generator().manual_seed(0)
+    picks = {int(model._sample(logits, [[]], 1.0, 0.5, 0, 1.0, gen)) for _ in range(30)}
+    assert picks == {0}  # the first token alone reaches top_p = 0.5 (the tie goes to the lower id)
+    runs = {tuple(model.generate([[1, 2, 3]], 8, temperature=1.5)[0]) for _ in range(4)}
+    assert len(runs) > 1  # seed=None: a different draw each call
+
+
 def test_save_load_round_trip_is_exact(tmp_path):
     model = tiny(tie_word_embeddings=True)
     assert model.lm_head.weight.data_ptr() == model.embed_tokens.weight.data_ptr()
@@ -118,5 +128,9 @@ def test_bad_inputs():
         model(torch.tensor([[1, 512]]))
     with pytest.raises(ValueError, match="at least one token"):
         model.generate([[]], 3)
+    for kw, name in ((dict(temperature=-1.0), "temperature"), (dict(top_p=0.0), "top_p"), (dict(top_k=-2), "top_k"),
+                     (dict(repetition_penalty=0.0), "repetition_penalty")):
+        with pytest.raises(ValueError, match=f"generate: {name} must be"):
+            model.generate([[1, 2]], 3, **kw)
     with pytest.raises(ValueError, match="multiple of num_key_value_heads"):
         YiLightningConfig(num_attention_heads=4, num_key_value_heads=3)

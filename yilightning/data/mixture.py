@@ -42,7 +42,8 @@ def mixture_weights(weights: dict[str, dict[str, float]], stage: str, progress: 
 class MixtureDataset:
     """Several :class:`PackedDataset` s (one per sub-folder of a data folder) sampled by weight."""
 
-    def __init__(self, directory: str | Path, seq_len: int, weights: dict[str, dict[str, float]], seed: int = 0):
+    def __init__(self, directory: str | Path, seq_len: int, weights: dict[str, dict[str, float]], seed: int = 0,
+                 block_len: int | None = None):
         d = Path(directory)
         names = sorted(p.name for p in d.iterdir() if (p / "tokens.u32").exists()) if d.is_dir() else []
         if not names:
@@ -51,7 +52,7 @@ class MixtureDataset:
         if unknown:
             raise ValueError(f"mixture: no source {sorted(unknown)} in {d}; sources there: {', '.join(names)}")
         self.weights = {n: weights.get(n, {"stage1": 0.0, "fast_decay": 0.0}) for n in names}
-        self.sources = {n: PackedDataset(d / n, seq_len, seed=seed) for n in names}
+        self.sources = {n: PackedDataset(d / n, seq_len, seed=seed, block_len=block_len) for n in names}
         self.seed = seed
 
     def batches(self, batch_size: int, state: dict | None,

@@ -34,23 +34,34 @@ def write_tokens(docs: Iterable[list[int]], directory: str | os.PathLike, eos_id
 
 
 class PackedDataset:
-    """Fixed-length pieces of a token file, in a seeded random order, resumable by index."""
+    """Fixed-length pieces of a token file, in a seeded random order, resumable by index.
 
-    def __init__(self, directory: str | os.PathLike, seq_len: int, seed: int = 0) -> None:
+    The order shuffles blocks of ``block_len`` tokens (default: ``seq_len``) and reads each block
+    as ``block_len // seq_len`` consecutive pieces. Opened at any ``seq_len`` dividing the same
+    ``block_len``, the dataset is one token stream, so a run whose context grows continues at
+    position ``i * old // new`` without re-reading or skipping data."""
+
+    def __init__(self, directory: str | os.PathLike, seq_len: int, seed: int = 0, block_len: int | None = None) -> None:
         d = Path(directory)
         if not (d / "tokens.u32").exists():
             raise FileNotFoundError(f"PackedDataset: no tokens.u32 in {d}; write it with write_tokens()")
+        block_len = block_len or seq_len
+        if seq_len < 1 or block_len % seq_len:
+            raise ValueError(f"PackedDataset: block_len ({block_len}) must be a positive multiple of seq_len "
+                             f"({seq_len})")
         self.tokens = np.memmap(d / "tokens.u32", dtype=np.uint32, mode="r")
         self.doc_starts = np.fromfile(d / "docs.i64", dtype=np.int64)
-        self.seq_len = seq_len
-        self.num_pieces = len(self.tokens) // seq_len
+        self.seq_len, self.per_block = seq_len, block_len // seq_len
+        blocks = len(self.tokens) // block_len
+        self.num_pieces = blocks * self.per_block
         if self.num_pieces == 0:
-            raise ValueError(f"PackedDataset: {len(self.tokens)} tokens do not fill one sequence of {seq_len}")
-        self.order = np.random.default_rng(seed).permutation(self.num_pieces)
+            raise ValueError(f"PackedDataset: {len(self.tokens)} tokens do not fill one block of {block_len}")
+        self.order = np.random.default_rng(seed).permutation(blocks)
 
     def piece(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(ids [seq_len] int64, cu_seqlens int32) of the i-th piece in the shuffled order."""
-        return self._piece_at(int(self.order[i % self.num_pieces]))
+        j = i % self.num_pieces
+        return self._piece_at(int(self.order[j // self.per_block]) * self.per_block + j % self.per_block)
 
     def _piece_at(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The piece at position ``k`` of the token file."""

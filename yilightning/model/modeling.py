@@ -252,6 +252,14 @@ class YiLightningForCausalLM(YiLightningPreTrainedModel):
         every step (slow; the reference that the cached path must equal)."""
         if not prompts or any(len(p) == 0 for p in prompts):
             raise ValueError("generate: every prompt needs at least one token")
+        for name, value, ok, rule in (
+                ("max_new_tokens", max_new_tokens, max_new_tokens >= 0, ">= 0"),
+                ("temperature", temperature, temperature >= 0, ">= 0 (0: greedy)"),
+                ("top_p", top_p, 0 < top_p <= 1, "in (0, 1]"),
+                ("top_k", top_k, top_k >= 0, ">= 0 (0: off)"),
+                ("repetition_penalty", repetition_penalty, repetition_penalty > 0, "> 0 (1: off)")):
+            if not ok:
+                raise ValueError(f"generate: {name} must be {rule}, got {value}")
         if any(not 0 <= t < self.config.vocab_size for p in prompts for t in p):
             raise ValueError(f"generate: prompt tokens must lie in [0, vocab_size={self.config.vocab_size})")
         longest = max(len(p) for p in prompts) + max_new_tokens
@@ -262,6 +270,8 @@ class YiLightningForCausalLM(YiLightningPreTrainedModel):
         gen = torch.Generator(device=device)
         if seed is not None:
             gen.manual_seed(seed)
+        else:
+            gen.seed()  # a fresh generator always starts from the same default seed
         seqs = [list(p) for p in prompts]
         done = [False] * len(seqs)
         lengths = torch.tensor([len(p) for p in prompts], device=device)
@@ -318,7 +328,8 @@ class YiLightningForCausalLM(YiLightningPreTrainedModel):
         probs = logits.softmax(-1)
         if top_p < 1.0:
             sorted_p, order = probs.sort(dim=-1, descending=True)
-            drop = sorted_p.cumsum(-1) - sorted_p > top_p  # keep the smallest set reaching top_p
+            drop = sorted_p.cumsum(-1) - sorted_p >= top_p  # keep the smallest set reaching top_p
+            drop[:, 0] = False
             sorted_p = sorted_p.masked_fill(drop, 0.0)
             probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
         return torch.multinomial(probs, 1, generator=gen)[:, 0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import threading
 from pathlib import Path
@@ -55,22 +56,64 @@ class CheckpointWriter:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
             torch.save(snapshot, tmp / "state.pt")
-            if final.exists():  # a rerun of the same step replaces it
-                shutil.rmtree(final)
+            _fsync(tmp / "state.pt")
+            _fsync(tmp)
+            if final.exists():  # a rerun of the same step: set the old copy aside until replaced
+                stale = self.dir / f".step-{step:08d}.old"
+                shutil.rmtree(stale, ignore_errors=True)
+                os.replace(final, stale)
             os.replace(tmp, final)
             pointer = self.dir / ".latest.tmp"
             pointer.write_text(json.dumps({"step": step, "path": final.name}))
+            _fsync(pointer)
             os.replace(pointer, self.dir / "latest.json")
-            for old in sorted(self.dir.glob("step-*"))[:-self.keep]:
+            _fsync(self.dir)  # the renames themselves reach the disk before anything is deleted
+            shutil.rmtree(self.dir / f".step-{step:08d}.old", ignore_errors=True)
+            # keep the newest `keep` checkpoints up to this step; never the one just written,
+            # and never a later step left by an earlier run in the same folder
+            older = sorted(p for p in self.dir.glob("step-*") if _step_of(p) is not None and _step_of(p) < step)
+            for old in older[:max(0, len(older) - (self.keep - 1))]:
                 shutil.rmtree(old, ignore_errors=True)
         except BaseException as e:  # surfaced by wait() in the training thread
             self._error = e
 
 
-def load_latest(directory: str | os.PathLike) -> dict[str, Any] | None:
-    """The newest complete checkpoint's state, or None if there is none."""
-    pointer = Path(directory) / "latest.json"
-    if not pointer.exists():
+def _fsync(path: Path) -> None:
+    """Flush a file's or a folder's entries to the disk (folders: where the platform allows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some platforms cannot fsync a folder
+    finally:
+        os.close(fd)
+
+
+def _step_of(path: Path) -> int | None:
+    try:
+        return int(path.name.removeprefix("step-"))
+    except ValueError:
         return None
-    path = Path(directory) / json.loads(pointer.read_text())["path"] / "state.pt"
-    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def load_latest(directory: str | os.PathLike) -> dict[str, Any] | None:
+    """The newest complete checkpoint's state, or None if there is none. ``latest.json`` names it;
+    if that file is missing or unreadable, the newest ``step-*`` folder that loads is used."""
+    directory = Path(directory)
+    pointer = directory / "latest.json"
+    candidates = sorted((p for p in directory.glob("step-*") if _step_of(p) is not None), key=_step_of, reverse=True)
+    if pointer.exists():
+        try:
+            named = directory / json.loads(pointer.read_text())["path"]
+            candidates = [named] + [p for p in candidates if p != named]
+        except (ValueError, KeyError):
+            pass
+    for path in candidates:
+        try:
+            return torch.load(path / "state.pt", map_location="cpu", weights_only=False)
+        except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError):
+            continue  # a truncated or missing file: try the next older checkpoint
+    return None

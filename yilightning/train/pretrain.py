@@ -164,12 +164,12 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
     def stage_at(batch: int) -> tuple[str, float]:  # batches are drawn lazily, during the current step
         return lr_at(step, cfg.max_steps, cfg.schedule)[1], stage2_progress(step, cfg.max_steps, cfg.schedule)
 
-    def open_data(seq_len: int, pos):
+    def open_data(seq_len: int, pos):  # one shuffled stream of cfg.seq_len blocks at every context length
         if cfg.mixture:
-            return MixtureDataset(data_dir, seq_len, cfg.mixture, seed=cfg.seed).batches(
+            return MixtureDataset(data_dir, seq_len, cfg.mixture, seed=cfg.seed, block_len=cfg.seq_len).batches(
                 cfg.batch_size * cfg.seq_len // seq_len, pos, stage_at)
-        return PackedDataset(data_dir, seq_len, seed=cfg.seed).batches(cfg.batch_size * cfg.seq_len // seq_len,
-                                                                        start=pos)
+        return PackedDataset(data_dir, seq_len, seed=cfg.seed, block_len=cfg.seq_len).batches(
+            cfg.batch_size * cfg.seq_len // seq_len, start=pos)
 
     seq_len = seq_len_at(max(step - 1, 0), cfg)  # the length the saved data position counts in
     batches = open_data(seq_len, data_pos)
