@@ -122,7 +122,7 @@ def test_cuda_kernels_keep_groups_aligned_around_invalid_ids():
     row_map entry out of range reads as zero instead of touching memory out of bounds."""
     x = torch.arange(3 * 4, dtype=torch.float32, device="cuda").view(3, 4)
     idx = torch.tensor([[-1], [0], [5]], device="cuda")
-    x_sorted, sizes, row_map = torch.ops.yilightning.permute(x, idx, 1)
+    x_sorted, sizes, _ = torch.ops.yilightning.permute(x, idx, 1)
     assert sizes.tolist() == [1] and torch.equal(x_sorted[0], x[1])
     w = torch.ones(3, 1, device="cuda")
     bad_map = torch.tensor([0, 1, 7], device="cuda")
