@@ -50,8 +50,20 @@ def test_decontamination_uses_30_word_spans(tmp_path):
         Decontaminator.from_file(tmp_path / "bad.jsonl")
     with pytest.raises(FileNotFoundError, match="no benchmark file"):
         Decontaminator.from_file(tmp_path / "missing.txt")
-    with pytest.raises(ValueError, match="no 30-word span"):
+    with pytest.raises(ValueError, match="no span of 10"):
         Decontaminator(["too short"])
+
+
+def test_decontamination_of_short_items_and_across_fields(tmp_path):
+    question = "What is the capital city of the small country that lies between France and Spain?"
+    d = Decontaminator([question])  # 15 words: matched as a whole, in a row
+    assert d.contaminated("Quiz. " + question.upper() + " Answer: Andorra la Vella.")
+    assert not d.contaminated("What is the capital city of the small country between France and Spain?")
+    path = tmp_path / "bench.jsonl"
+    words = [f"q{i}" for i in range(20)], [f"a{i}" for i in range(15)]
+    path.write_text(json.dumps({"question": " ".join(words[0]), "answer": " ".join(words[1])}) + "\n")
+    doc = "intro " + " ".join(words[0][5:] + words[1][:15]) + " outro"  # 30 words spanning both fields
+    assert Decontaminator.from_file(path).contaminated(doc)
 
 
 def test_clean_corpus_counts_every_stage():

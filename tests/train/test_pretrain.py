@@ -284,3 +284,17 @@ def test_context_grows_in_stage_2_with_constant_tokens_per_step(data, tmp_path):
     assert [r["loss"] for r in resumed] == [r["loss"] for r in rows]
     with pytest.raises(ValueError, match="power of 2"):
         seq_len_at(0, PretrainConfig(seq_len=96, start_seq_len=64))
+
+
+def test_expert_bias_is_updated_towards_balance(data, tmp_path):
+    """With the model's expert_bias, every optimizer step moves each MoE layer's selection bias
+    by expert_bias_rate against its load: over-loaded experts down, under-loaded ones up."""
+    d, tok = data
+    cfg = PretrainConfig(model={**SMALL_MODEL, "expert_bias": True}, seq_len=64, batch_size=2, max_steps=3,
+                         checkpoint_every=3, expert_bias_rate=0.01, schedule=ScheduleConfig(warmup_steps=1))
+    model = pretrain(cfg, d, tmp_path / "bias", tok.vocab_size, progress=False)
+    biases = [m.expert_bias for m in model.modules() if getattr(m, "expert_bias", None) is not None]
+    assert biases and all(b.abs().max() > 0 for b in biases)
+    assert all(torch.all((b / 0.01).round() == b / 0.01) for b in biases)  # whole steps of the rate
+    saved = load_latest(tmp_path / "bias" / "checkpoints")["model"]
+    assert any(k.endswith("expert_bias") and v.abs().max() > 0 for k, v in saved.items())  # checkpointed

@@ -102,34 +102,42 @@ class MinHashDedup:
 
 
 class Decontaminator:
-    """Drops documents that share any word ``n``-gram (30 in the report) with benchmark text."""
+    """Drops documents that share any word ``n``-gram (30 in the report) with benchmark text.
+    A benchmark item shorter than ``n`` words (but at least ``min_words``) matches when all of
+    its words appear in a document in order and in a row; shorter items are too generic to use."""
 
-    def __init__(self, benchmark_texts: Iterable[str], n: int = 30) -> None:
+    def __init__(self, benchmark_texts: Iterable[str], n: int = 30, min_words: int = 10) -> None:
         self.n = n
-        self.grams: set[int] = set()
+        self.grams: dict[int, set[int]] = {}  # span length -> hashed spans of that many words
         for t in benchmark_texts:
-            self.grams.update(self._grams(t))
+            w = _WORDS.findall(t.lower())
+            if len(w) >= n:
+                self.grams.setdefault(n, set()).update(self._spans(w, n))
+            elif len(w) >= min_words:
+                self.grams.setdefault(len(w), set()).add(hash(" ".join(w)))
         if not self.grams:
-            raise ValueError(f"Decontaminator: the benchmark text has no {n}-word span; pass longer texts or a smaller n")
+            raise ValueError(f"Decontaminator: the benchmark text has no span of {min(n, min_words)}+ words; pass "
+                             "longer texts or a smaller n / min_words")
 
-    def _grams(self, text: str) -> set[int]:
-        w = _WORDS.findall(text.lower())
-        return {hash(" ".join(w[i:i + self.n])) for i in range(len(w) - self.n + 1)}
+    @staticmethod
+    def _spans(words: list[str], n: int) -> set[int]:
+        return {hash(" ".join(words[i:i + n])) for i in range(len(words) - n + 1)}
 
     def contaminated(self, text: str) -> bool:
-        return not self.grams.isdisjoint(self._grams(text))
+        w = _WORDS.findall(text.lower())
+        return any(not grams.isdisjoint(self._spans(w, n)) for n, grams in self.grams.items())
 
     @classmethod
     def from_file(cls, path: str | Path, n: int = 30, field_names: tuple[str, ...] = ("text", "question", "prompt",
                                                                                        "answer", "solution")):
-        """Benchmark text from a ``.jsonl`` file (the named string fields of each record) or any
+        """Benchmark text from a ``.jsonl`` file (the named fields of each record, joined) or any
         other text file (one example per line)."""
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"Decontaminator: no benchmark file {path}")
-        if path.suffix == ".jsonl":
-            texts = [str(rec[f]) for _, rec in jsonl_records(path, "Decontaminator") for f in field_names
-                     if isinstance(rec, dict) and f in rec]
+        if path.suffix == ".jsonl":  # a record's fields as one text: spans may cross them
+            texts = [" ".join(str(rec[f]) for f in field_names if f in rec)
+                     for _, rec in jsonl_records(path, "Decontaminator") if isinstance(rec, dict)]
         else:
             texts = path.read_text(encoding="utf-8").splitlines()
         return cls(texts, n)

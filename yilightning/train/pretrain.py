@@ -20,7 +20,9 @@ from tqdm import tqdm
 from yilightning.data import PackedDataset
 from yilightning.data.packing import length_weighted_batches
 from yilightning.data.mixture import MixtureDataset, mixture_weights
+from yilightning.layers import MoE
 from yilightning.model import YiLightningConfig, YiLightningForCausalLM
+from yilightning.ops import update_expert_bias
 from yilightning.train.checkpoint import CheckpointWriter, load_latest
 from yilightning.train.schedule import (BatchSizeController, DynamicBatchConfig, ScheduleConfig, lr_at,
                                        stage2_progress, stage_bounds)
@@ -49,6 +51,9 @@ class PretrainConfig:
     grad_accum: int = 1  # micro-batches per optimizer step
     max_steps: int = 240  # optimizer steps (about 4 minutes for the tiny preset on 2 cores)
     grad_clip: float = 1.0  # max global gradient norm
+    # with the model's expert_bias: the step of the aux-loss-free bias update after every
+    # optimizer step (DeepSeek-V3's gamma; under-loaded experts up, over-loaded down)
+    expert_bias_rate: float = 1e-3
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.95)
     seed: int = 0
@@ -190,6 +195,7 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
             for group in opt.param_groups:
                 group["lr"] = lr
             lm, aux = 0.0, 0.0
+            step_load: list[torch.Tensor] | None = None  # tokens per expert in this step, per MoE layer
             accum = 1 if in_long else batch_size.accum
             for micro in range(accum):
                 for r in range(world):  # micro-batches go to the ranks in turn: the global order never changes
@@ -208,6 +214,7 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
                     (out_.loss / accum).backward()
                 counts = [c.detach().float() for c in out_.tokens_per_expert]
                 load = counts if load is None else [a + b for a, b in zip(load, counts)]
+                step_load = counts if step_load is None else [a + b for a, b in zip(step_load, counts)]
                 lm += out_.lm_loss.item() / accum
                 aux += out_.aux_loss.item() / accum if out_.aux_loss is not None else 0.0
                 tokens += ids.numel() * world
@@ -218,6 +225,7 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip).item()
             opt.step()
             opt.zero_grad(set_to_none=True)
+            _update_expert_biases(core, step_load, cfg.expert_bias_rate, world)
             step += 1
             if not math.isfinite(lm):
                 raise FloatingPointError(f"pretrain: the loss became {lm} at step {step}; lower the learning rate")
@@ -247,6 +255,10 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
                                    "data_pos": data_pos, "long_pos": long_pos, "tokens": tokens,
                                    "batch_size": batch_size.state_dict(),
                                    "rng": torch.get_rng_state()})
+    except BaseException:
+        with contextlib.suppress(RuntimeError):  # the training error is the one to report
+            writer.wait()
+        raise
     finally:
         bar.close()
         if metrics is not None:
@@ -255,6 +267,22 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
         if owns_group:
             torch.distributed.destroy_process_group()
     return core.eval()
+
+
+def _update_expert_biases(model: torch.nn.Module, step_load: list[torch.Tensor] | None, rate: float,
+                          world: int) -> None:
+    """Aux-loss-free balancing: each MoE layer's selection bias moves by ``rate`` towards an even
+    load, from the tokens routed in this step (summed over the ranks, so every rank agrees)."""
+    moes = [m for m in model.modules() if isinstance(m, MoE)]
+    if not step_load or not rate or all(m.expert_bias is None for m in moes):
+        return
+    loads = torch.stack(step_load)  # (MoE layers, E), in layer order like the modules
+    if world > 1:
+        torch.distributed.all_reduce(loads)
+    with torch.no_grad():
+        for moe, load in zip(moes, loads):
+            if moe.expert_bias is not None:
+                moe.expert_bias.copy_(update_expert_bias(moe.expert_bias, load, rate))
 
 
 def seq_len_at(step: int, cfg: PretrainConfig) -> int:
