@@ -22,6 +22,8 @@ def _config_from_hf(hf: nn.Module) -> YiLightningConfig:
     if getattr(c, "sliding_window", None) and (c.model_type == "mixtral" or getattr(c, "use_sliding_window", False)):
         raise ValueError("convert.from_hf: models with sliding-window attention are not supported")
     qwen = c.model_type == "qwen3_moe"
+    if getattr(c, "attention_bias", False):
+        raise ValueError("convert.from_hf: attention projections with biases (attention_bias=True) are not supported")
     if qwen and (getattr(c, "mlp_only_layers", None) or c.decoder_sparse_step != 1):
         raise ValueError("convert.from_hf: Qwen3-MoE models with dense layers (mlp_only_layers / "
                          "decoder_sparse_step) are not supported")

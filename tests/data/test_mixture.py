@@ -93,3 +93,12 @@ def test_a_growing_context_reads_one_stream_without_repeats_or_gaps(tmp_path):
     assert sorted(long.order.tolist()) == list(range(long.num_pieces))  # every block once per epoch
     with pytest.raises(ValueError, match="multiple of seq_len"):
         PackedDataset(tmp_path, 48, block_len=128)
+
+
+def test_a_token_folder_whose_two_files_disagree_is_refused(tmp_path):
+    from yilightning.data import PackedDataset
+
+    write_tokens([[5, 6, 7]] * 30, tmp_path, eos_id=3)
+    np.asarray([0, 4, 8], dtype=np.int64).tofile(tmp_path / "docs.i64")  # as if the second rename never happened
+    with pytest.raises(ValueError, match="does not describe"):
+        PackedDataset(tmp_path, 16)

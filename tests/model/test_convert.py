@@ -40,3 +40,6 @@ def test_unsupported_model_is_refused():
     with pytest.raises(TypeError, match="supported model types"):
         from_hf(LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, num_hidden_layers=1,
                                              num_attention_heads=2, intermediate_size=32)))
+    with pytest.raises(ValueError, match="attention_bias=True"):
+        from_hf(Qwen3MoeForCausalLM(Qwen3MoeConfig(**COMMON, head_dim=16, num_experts=4, moe_intermediate_size=32,
+                                                   attention_bias=True)))

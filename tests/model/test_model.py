@@ -128,6 +128,9 @@ def test_bad_inputs():
         model(torch.tensor([[1, 512]]))
     with pytest.raises(ValueError, match="at least one token"):
         model.generate([[]], 3)
+    with pytest.raises(ValueError, match="padded attention_mask is not supported"):
+        model(torch.tensor([[1, 2, 3], [4, 5, 0]]), attention_mask=torch.tensor([[1, 1, 1], [1, 1, 0]]))
+    assert model(torch.tensor([[1, 2, 3]]), attention_mask=torch.ones(1, 3)).logits.shape == (1, 3, 512)
     for kw, name in ((dict(temperature=-1.0), "temperature"), (dict(top_p=0.0), "top_p"), (dict(top_k=-2), "top_k"),
                      (dict(repetition_penalty=0.0), "repetition_penalty")):
         with pytest.raises(ValueError, match=f"generate: {name} must be"):

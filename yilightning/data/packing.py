@@ -50,7 +50,10 @@ class PackedDataset:
             raise ValueError(f"PackedDataset: block_len ({block_len}) must be a positive multiple of seq_len "
                              f"({seq_len})")
         self.tokens = np.memmap(d / "tokens.u32", dtype=np.uint32, mode="r")
-        self.doc_starts = np.fromfile(d / "docs.i64", dtype=np.int64)
+        self.doc_starts = np.fromfile(d / "docs.i64", dtype=np.int64) if (d / "docs.i64").exists() else np.zeros(0)
+        if len(self.doc_starts) == 0 or self.doc_starts[0] != 0 or self.doc_starts[-1] != len(self.tokens):
+            raise ValueError(f"PackedDataset: {d}/docs.i64 does not describe {d}/tokens.u32 (a write interrupted "
+                             "between the two files?); write the folder again with write_tokens()")
         self.seq_len, self.per_block = seq_len, block_len // seq_len
         blocks = len(self.tokens) // block_len
         self.num_pieces = blocks * self.per_block
@@ -68,7 +71,8 @@ class PackedDataset:
         start = k * self.seq_len
         end = start + self.seq_len
         ids = torch.from_numpy(self.tokens[start:end].astype(np.int64))
-        inner = self.doc_starts[(self.doc_starts > start) & (self.doc_starts < end)] - start
+        lo, hi = np.searchsorted(self.doc_starts, start, "right"), np.searchsorted(self.doc_starts, end, "left")
+        inner = self.doc_starts[lo:hi] - start  # documents starting strictly inside the piece
         cu = torch.tensor([0, *inner.tolist(), self.seq_len], dtype=torch.int32)
         return ids, cu
 

@@ -194,6 +194,10 @@ class YiLightningForCausalLM(YiLightningPreTrainedModel):
             position_ids: positions within each sequence (default 0, 1, ... per sequence).
             cache: fill this cache with the batch's keys/values (prefill; sequence b -> row b).
         """
+        mask = kwargs.get("attention_mask")
+        if mask is not None and not bool(mask.all()):
+            raise ValueError("forward: a padded attention_mask is not supported; pack the sequences without padding "
+                             "and pass cu_seqlens (block-causal), or pass each sequence separately")
         shape = input_ids.shape
         ids, cu, pos = self._packing(input_ids, cu_seqlens, position_ids)
         # Checked on the CPU (on a GPU it would cost a host sync every step; generate checks its prompts).
