@@ -44,3 +44,17 @@ def test_mask_keeps_the_rest_and_handles_several_spans():
     text = "a@b.io or c@d.io, 13800138000."
     assert mask_pii(text) == "[EMAIL] or [EMAIL], [PHONE]."
     assert mask_pii("") == "" and find_pii("") == []
+
+
+@pytest.mark.parametrize("text, kind, found", [
+    ("Connect to 192.168.1.1.", "ip", "192.168.1.1"),  # a full stop after the address
+    ("card 4111 1111 1111 1111 123", "card", "4111 1111 1111 1111"),  # the CVV beside it
+    ("Qty 12 4111 1111 1111 1111", "card", "4111 1111 1111 1111"),
+    ("Pay BE68 5390 0754 7034 EUR", "iban", "BE68 5390 0754 7034"),  # a currency word after it
+])
+def test_pii_beside_neighbouring_tokens(text, kind, found):
+    assert [(s.kind, s.text) for s in find_pii(text)] == [(kind, found)]
+
+
+def test_all_zero_numbers_are_not_cards():
+    assert find_pii("order 0000 0000 0000 0000") == []

@@ -26,12 +26,20 @@ def test_policy_from_yaml(tmp_path):
 
 @pytest.mark.parametrize("data, match", [
     ({"categories": {"violence": "delete"}}, "categories.violence.action must be one of"),
-    ({"categories": {"violence": {"action": "block", "threshold": 2}}}, r"threshold must lie in \[0, 1\]"),
+    ({"categories": {"violence": {"action": "block", "threshold": 2}}}, r"threshold must be a number in \[0, 1\]"),
+    ({"categories": {"violence": {"threshold": None}}}, r"threshold must be a number in \[0, 1\], got None"),
+    ({"unsafe_threshold": "high"}, r"unsafe_threshold must be a number in \[0, 1\], got 'high'"),
+    ({"stream_holdback": "64"}, "stream_holdback must be an integer >= 0"),
     ({"categories": {"weather": "block"}}, "unknown categories"),
     ({"unsafe_thresh": 0.3}, "unknown keys"),
     ({"pii_action": "block"}, "pii_action must be one of"),
-    ({"stream_lookback": 0}, "stream_lookback must be >= 1"),
+    ({"stream_lookback": 0}, "stream_lookback must be an integer >= 1"),
 ])
 def test_bad_policies_name_the_field(data, match):
     with pytest.raises(ValueError, match=match):
         Policy.from_dict(data)
+
+
+def test_quoted_numbers_in_a_policy_are_read_as_numbers():
+    p = Policy.from_dict({"categories": {"violence": {"threshold": "0.4"}}, "jailbreak_factor": "0.7"})
+    assert p.categories["violence"].threshold == 0.4 and p.jailbreak_factor == 0.7

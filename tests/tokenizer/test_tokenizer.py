@@ -110,3 +110,13 @@ def test_hugging_face_files_encode_identically(tok, tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert all(p.stat().st_mode & 0o777 == 0o666 & ~umask for p in tmp_path.iterdir())
+
+
+def test_decode_takes_arrays_and_tensors_and_encode_survives_lone_surrogates(tok):
+    import numpy as np
+    import torch
+
+    ids = tok.encode("hello world 42")
+    assert tok.decode(np.array(ids)) == tok.decode(torch.tensor(ids)) == tok.decode(ids) == "hello world 42"
+    assert tok.decode(np.array([ids, ids])) == ["hello world 42"] * 2
+    assert tok.decode(tok.encode("a\ud800b")) == "a\ufffdb"

@@ -138,7 +138,9 @@ class RAISE:
         if injections and self.policy.injection_action != "allow":
             actions.append(self.policy.injection_action)
             if self.policy.injection_action == "rewrite":
-                rewritten = neutralize(rewritten)[0]
+                rewritten, found = neutralize(rewritten)
+                if not found:  # detected only after normalisation (spaced, leet, zero-width): cannot be cut out
+                    actions.append("block")
         if pii and self.policy.pii_action != "allow":
             actions.append(self.policy.pii_action)
             if self.policy.pii_action == "rewrite":

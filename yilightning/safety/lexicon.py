@@ -31,7 +31,7 @@ LEXICON: dict[str, tuple[str, ...]] = {
         "meth", "cocaine", "heroin", "fentanyl", "crack", "ecstasy", "mdma", "lsd", "ketamine", "opioid", "oxycodone",
         "xanax", "ghb", "cannabis", "weed", "drug", "get high", "high on", "spike", "dark web", "drug test", "sniffer dog",
         "overdos", "pills", "narcotic", "dealer", "smuggle pill",
-        "冰毒", "毒品", "海洛因", "可卡因", "芬太尼", "大麻", "摇头丸", "迷药", "吸毒", "K粉", "处方", "缉毒", "贩毒"),
+        "冰毒", "毒品", "海洛因", "可卡因", "芬太尼", "大麻", "摇头丸", "迷药", "吸毒", "k粉", "处方", "缉毒", "贩毒"),
     "violence": (
         "kill", "murder", "bomb", "explosive", "grenade", "napalm", "gun", "shoot", "stab", "strangl", "poison", "torture",
         "kidnap", "assault", "beat up", "massacre", "mass shooting", "terror", "ricin", "nerve agent", "weapon", "molotov",

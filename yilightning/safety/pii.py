@@ -76,7 +76,7 @@ _PHONE = re.compile(
     r"|1[3-9]\d{9}"  # Chinese mobile 13800138000
     r")(?![\w])")
 _DIGITS = re.compile(r"\d\d")
-_IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+_IPV4 = re.compile(r"(?<!\d\.)(?<!\d)(?:\d{1,3}\.){3}\d{1,3}(?!\.?\d)")  # a sentence's full stop may follow
 _IPV6 = re.compile(r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Fa-f:])")
 
 
@@ -99,13 +99,14 @@ def find_pii(text: str) -> list[PIISpan]:
     for m in _SSN.finditer(text):
         if ssn_valid(m.group(0)):
             add("ssn", m)
-    for m in _IBAN.finditer(text):
-        if iban_valid(m.group(0)):
-            add("iban", m)
-    for m in _CARD.finditer(text):
-        digits = re.sub(r"[ -]", "", m.group(0))
-        if 13 <= len(digits) <= 19 and luhn_valid(digits):
-            add("card", m)
+    for m in _IBAN.finditer(text):  # the match may have taken a trailing word ("... 7034 EUR")
+        span = _valid_part(m, iban_valid, keep_first=True, min_chars=15)
+        if span:
+            spans.append(PIISpan("iban", *span, text[span[0]:span[1]]))
+    for m in _CARD.finditer(text):  # ... or a neighbouring number ("card 4111 ... 1111 123")
+        span = _valid_part(m, _card_valid, keep_first=False, min_chars=13)
+        if span:
+            spans.append(PIISpan("card", *span, text[span[0]:span[1]]))
     for m in _PHONE.finditer(text):
         if sum(c.isdigit() for c in m.group(0)) >= 7:
             add("phone", m)
@@ -122,6 +123,32 @@ def find_pii(text: str) -> list[PIISpan]:
             continue
         add("ip", m)
     return _resolve(spans)
+
+
+def _card_valid(candidate: str) -> bool:
+    digits = re.sub(r"[ -]", "", candidate)
+    return 13 <= len(digits) <= 19 and digits.strip("0") != "" and luhn_valid(digits)
+
+
+_GROUP = re.compile(r"[A-Za-z0-9]+")
+
+
+def _valid_part(m: re.Match, valid, keep_first: bool, min_chars: int) -> tuple[int, int] | None:
+    """(start, end) of the longest run of the match's separator-delimited groups that passes
+    ``valid``: the regex may have swallowed a neighbouring group, and ``finditer`` does not retry
+    shorter matches. ``keep_first``: the run must start with the first group (an IBAN's country
+    code); runs of fewer than ``min_chars`` characters are not tried."""
+    groups = [(g.start(), g.end()) for g in _GROUP.finditer(m.group(0))]
+    size = [0]
+    for g0, g1 in groups:
+        size.append(size[-1] + g1 - g0)
+    runs = [(i, j) for i in range(1 if keep_first else len(groups)) for j in range(len(groups), i, -1)
+            if size[j] - size[i] >= min_chars]
+    for i, j in sorted(runs, key=lambda r: r[0] - r[1]):  # longest first, then leftmost
+        start, end = m.start() + groups[i][0], m.start() + groups[j - 1][1]
+        if valid(m.string[start:end]):
+            return start, end
+    return None
 
 
 def _resolve(spans: list[PIISpan]) -> list[PIISpan]:

@@ -43,17 +43,16 @@ class Policy:
             self.categories.setdefault(name, CategoryRule())
         for name, rule in self.categories.items():
             _check_action(f"categories.{name}.action", rule.action, ACTIONS)
-            _check_prob(f"categories.{name}.threshold", rule.threshold)
+            self.categories[name] = CategoryRule(rule.action, _prob(f"categories.{name}.threshold", rule.threshold))
         _check_action("pii_action", self.pii_action, ("allow", "label", "rewrite"))
         _check_action("injection_action", self.injection_action, ACTIONS)
         if self.unsafe_threshold != "auto":
-            _check_prob("unsafe_threshold", self.unsafe_threshold)
-        _check_prob("jailbreak_factor", self.jailbreak_factor)
-        for name in ("max_turns", "stream_lookback"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"policy: {name} must be >= 1, got {getattr(self, name)}")
-        if self.stream_holdback < 0:
-            raise ValueError(f"policy: stream_holdback must be >= 0, got {self.stream_holdback}")
+            self.unsafe_threshold = _prob("unsafe_threshold", self.unsafe_threshold)
+        self.jailbreak_factor = _prob("jailbreak_factor", self.jailbreak_factor)
+        for name, low in (("max_turns", 1), ("stream_lookback", 1), ("stream_holdback", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"policy: {name} must be an integer >= {low}, got {value!r}")
 
     @classmethod
     def from_dict(cls, data: dict) -> "Policy":
@@ -87,6 +86,12 @@ def _check_action(name: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"policy: {name} must be one of {', '.join(allowed)}, got {value!r}")
 
 
-def _check_prob(name: str, value: float) -> None:
-    if not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"policy: {name} must lie in [0, 1], got {value}")
+def _prob(name: str, value: object) -> float:
+    """``value`` as a float in [0, 1] (a quoted number in the YAML is accepted), else a clear error."""
+    try:
+        p = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        p = float("nan")
+    if isinstance(value, bool) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"policy: {name} must be a number in [0, 1], got {value!r}")
+    return p

@@ -129,14 +129,15 @@ class Tokenizer:
                ) -> list[int] | list[list[int]]:
         """Token ids of one text, or of each text of a list (batched)."""
         if isinstance(text, str):
-            return self.sp.encode(text, add_bos=add_bos, add_eos=add_eos)
-        return self.sp.encode(list(text), add_bos=add_bos, add_eos=add_eos)
+            return self.sp.encode(_encodable(text), add_bos=add_bos, add_eos=add_eos)
+        return self.sp.encode([_encodable(t) for t in text], add_bos=add_bos, add_eos=add_eos)
 
     def decode(self, ids: Sequence[int] | Sequence[Sequence[int]]) -> str | list[str]:
         """Text of one id list, or of each id list of a list."""
+        ids = ids.tolist() if hasattr(ids, "tolist") else ids  # numpy arrays, tensors
         if len(ids) and not isinstance(ids[0], int):
-            return [self.sp.decode(list(x)) for x in ids]
-        return self.sp.decode(list(ids))
+            return [self.sp.decode([int(i) for i in x]) for x in ids]
+        return self.sp.decode([int(i) for i in ids])
 
     def apply_chat_template(self, messages: Sequence[dict], *, add_generation_prompt: bool = False
                             ) -> tuple[list[int], list[int]]:
@@ -161,6 +162,18 @@ class Tokenizer:
             ids += head
             mask += [0] * len(head)
         return ids, mask
+
+
+def _encodable(text: str) -> str:
+    """``text`` with lone surrogates (which UTF-8 cannot encode; SentencePiece would fail with an
+    opaque error) replaced by U+FFFD."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
 
 
 def train_tokenizer(texts: Iterable[str] | None = None, *, files: Sequence[str | os.PathLike] = (),
