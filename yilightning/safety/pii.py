@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -133,7 +134,8 @@ def _card_valid(candidate: str) -> bool:
 _GROUP = re.compile(r"[A-Za-z0-9]+")
 
 
-def _valid_part(m: re.Match, valid, keep_first: bool, min_chars: int) -> tuple[int, int] | None:
+def _valid_part(m: re.Match, valid: Callable[[str], bool], keep_first: bool, min_chars: int
+                ) -> tuple[int, int] | None:
     """(start, end) of the longest run of the match's separator-delimited groups that passes
     ``valid``: the regex may have swallowed a neighbouring group, and ``finditer`` does not retry
     shorter matches. ``keep_first``: the run must start with the first group (an IBAN's country
