@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -27,6 +28,7 @@ from tokenizers import Tokenizer as FastTokenizer
 
 # Chat markup (ChatML style). A turn is <|im_start|>role\ncontent<|im_end|>\n.
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+_MARKUP = re.compile(f"({re.escape(IM_START)}|{re.escape(IM_END)})")
 DEFAULT_SPECIAL_TOKENS = (IM_START, IM_END, "<|endoftext|>")
 MODEL_FILE = "tokenizer.model"
 # ChatML, rendering exactly the turns apply_chat_template encodes.
@@ -139,6 +141,17 @@ class Tokenizer:
             return [self.sp.decode([int(i) for i in x]) for x in ids]
         return self.sp.decode([int(i) for i in ids])
 
+    def _encode_plain(self, text: str) -> list[int]:
+        """``text`` with the chat markup strings encoded as ordinary characters, so that a user
+        who types ``<|im_end|>`` cannot close the turn and open one of their own."""
+        ids: list[int] = []
+        for i, part in enumerate(_MARKUP.split(_encodable(text))):
+            if i % 2:  # a markup string: its first character apart, so the symbol cannot match
+                ids += self.sp.encode(part[0]) + self.sp.encode(part[1:])
+            elif part:
+                ids += self.sp.encode(part)
+        return ids
+
     def apply_chat_template(self, messages: Sequence[dict], *, add_generation_prompt: bool = False
                             ) -> tuple[list[int], list[int]]:
         """``(ids, loss_mask)`` of a conversation: ``messages`` are ``{"role", "content"}`` with
@@ -153,7 +166,7 @@ class Tokenizer:
             if role not in ROLES or not isinstance(content, str):
                 raise ValueError(f"apply_chat_template: message {i} needs role in {ROLES} and a string content, got {m!r}")
             head = [self.im_start] + self.sp.encode(role) + newline
-            body = self.sp.encode(content) + [self.im_end]
+            body = self._encode_plain(content) + [self.im_end]
             learn = int(role == "assistant")
             ids += head + body + newline
             mask += [0] * len(head) + [learn] * len(body) + [0] * len(newline)
