@@ -95,6 +95,17 @@ inline void check_decode(const at::Tensor& q, const at::Tensor& kc, const at::Te
   TORCH_CHECK(window >= 0, "decode_attention: window must be >= 1 (or 0 for none), got ", window);
 }
 
+// The extra inputs of attention_backward: grad and out shaped like q, lse float32 [Hq, N], all on q's device.
+inline void check_backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& out, const at::Tensor& lse,
+                           const Dims& d) {
+  TORCH_CHECK(dout.sizes() == q.sizes() && out.sizes() == q.sizes(),
+              "attention_backward: grad and out must have q's shape ", q.sizes());
+  TORCH_CHECK(lse.scalar_type() == at::kFloat && lse.sizes() == at::IntArrayRef({d.Hq, d.N}),
+              "attention_backward: lse must be float32 [Hq, N]");
+  TORCH_CHECK(dout.device() == q.device() && out.device() == q.device() && lse.device() == q.device(),
+              "attention_backward: grad, out and lse must be on ", q.device());
+}
+
 struct Task {
   int64_t s0, s1, h, r0;  // sequence [s0, s1), head, first row of the block
 };

@@ -122,10 +122,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd_cpu(const at::Tenso
                                                                  double scale_d) {
   const Dims d = check_inputs(q_in, k_in, v_in, cu_in, window);
   TORCH_CHECK(q_in.device().is_cpu(), "attention_backward: q must be a CPU tensor here, got ", q_in.device());
-  TORCH_CHECK(dout_in.sizes() == q_in.sizes() && out_in.sizes() == q_in.sizes(),
-              "attention_backward: grad and out must have q's shape ", q_in.sizes());
-  TORCH_CHECK(lse_in.scalar_type() == at::kFloat && lse_in.sizes() == at::IntArrayRef({d.Hq, d.N}),
-              "attention_backward: lse must be float32 [Hq, N]");
+  check_backward(dout_in, q_in, out_in, lse_in, d);
   const auto cu = host_offsets(cu_in, d.N);
   const at::Tensor q = q_in.to(at::kFloat).contiguous(), k = k_in.to(at::kFloat).contiguous(),
                    v = v_in.to(at::kFloat).contiguous(), dout = dout_in.to(at::kFloat).contiguous(),

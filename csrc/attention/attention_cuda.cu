@@ -284,12 +284,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd_cuda(const at::Tens
                                                                   double scale) {
   const Dims d = check_inputs(q_in, k_in, v_in, cu_in, window);
   TORCH_CHECK(q_in.is_cuda(), "attention_backward: q must be a CUDA tensor here, got ", q_in.device());
-  TORCH_CHECK(dout_in.sizes() == q_in.sizes() && out_in.sizes() == q_in.sizes(),
-              "attention_backward: grad and out must have q's shape ", q_in.sizes());
-  TORCH_CHECK(lse_in.scalar_type() == at::kFloat && lse_in.sizes() == at::IntArrayRef({d.Hq, d.N}),
-              "attention_backward: lse must be float32 [Hq, N]");
-  TORCH_CHECK(dout_in.device() == q_in.device() && out_in.device() == q_in.device() && lse_in.device() == q_in.device(),
-              "attention_backward: grad, out and lse must be on ", q_in.device());
+  check_backward(dout_in, q_in, out_in, lse_in, d);
   TORCH_CHECK(d.Hq <= 65535, "attention_backward: at most 65535 query heads on CUDA, got ", d.Hq);
   const c10::cuda::CUDAGuard guard(q_in.device());
   const at::AutoDispatchBelowADInplaceOrView no_autograd;

@@ -23,4 +23,14 @@ inline std::tuple<int64_t, int64_t> check_inputs(const at::Tensor& logits, const
   return {logits.size(0), logits.size(1)};
 }
 
+// cross_entropy_backward's grad and lse: float32 [N] on the logits' device.
+inline void check_backward(const at::Tensor& grad, const at::Tensor& lse, const at::Tensor& logits, int64_t N) {
+  TORCH_CHECK(grad.scalar_type() == at::kFloat && grad.sizes() == at::IntArrayRef({N}) &&
+                  lse.scalar_type() == at::kFloat && lse.sizes() == at::IntArrayRef({N}),
+              "cross_entropy_backward: grad and lse must be float32 [N=", N, "]");
+  TORCH_CHECK(grad.device() == logits.device() && lse.device() == logits.device(),
+              "cross_entropy_backward: grad and lse must be on ", logits.device(), ", got ", grad.device(), " and ",
+              lse.device());
+}
+
 }  // namespace yl::cross_entropy

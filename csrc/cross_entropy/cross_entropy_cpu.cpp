@@ -49,9 +49,7 @@ at::Tensor cross_entropy_backward_cpu(const at::Tensor& grad_in, const at::Tenso
   const auto [N, V] = check_inputs(logits_in, targets_in);
   TORCH_CHECK(logits_in.device().is_cpu(), "cross_entropy_backward: logits must be a CPU tensor here, got ",
               logits_in.device());
-  TORCH_CHECK(grad_in.scalar_type() == at::kFloat && grad_in.sizes() == at::IntArrayRef({N}) &&
-                  lse_in.scalar_type() == at::kFloat && lse_in.sizes() == at::IntArrayRef({N}),
-              "cross_entropy_backward: grad and lse must be float32 [N=", N, "]");
+  check_backward(grad_in, lse_in, logits_in, N);
   const at::Tensor x = logits_in.contiguous(), targets = targets_in.contiguous(), grad = grad_in.contiguous(),
                    lse = lse_in.contiguous();
   at::Tensor dx = at::empty({N, V}, x.options());

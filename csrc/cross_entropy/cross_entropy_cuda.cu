@@ -76,12 +76,7 @@ at::Tensor cross_entropy_backward_cuda(const at::Tensor& grad_in, const at::Tens
   const auto [N, V] = check_inputs(logits_in, targets_in);
   TORCH_CHECK(logits_in.is_cuda(), "cross_entropy_backward: logits must be a CUDA tensor here, got ",
               logits_in.device());
-  TORCH_CHECK(grad_in.scalar_type() == at::kFloat && grad_in.sizes() == at::IntArrayRef({N}) &&
-                  lse_in.scalar_type() == at::kFloat && lse_in.sizes() == at::IntArrayRef({N}),
-              "cross_entropy_backward: grad and lse must be float32 [N=", N, "]");
-  TORCH_CHECK(grad_in.device() == logits_in.device() && lse_in.device() == logits_in.device(),
-              "cross_entropy_backward: grad and lse must be on ", logits_in.device(), ", got ", grad_in.device(),
-              " and ", lse_in.device());
+  check_backward(grad_in, lse_in, logits_in, N);
   TORCH_CHECK(N <= INT32_MAX, "cross_entropy_backward: at most 2^31 - 1 rows per call, got ", N);
   const c10::cuda::CUDAGuard guard(logits_in.device());
   const at::Tensor x = logits_in.contiguous(), targets = targets_in.contiguous(), grad = grad_in.contiguous(),

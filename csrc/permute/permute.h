@@ -39,4 +39,13 @@ inline std::tuple<int64_t, int64_t, int64_t> check_unpermute(const at::Tensor& y
   return {weights.size(0), weights.size(1), y.size(1)};
 }
 
+// unpermute_backward's grad: [T, H] of y_sorted's dtype, on its device.
+inline void check_unpermute_grad(const at::Tensor& grad, const at::Tensor& y, int64_t T, int64_t H) {
+  TORCH_CHECK(grad.sizes() == at::IntArrayRef({T, H}) && grad.scalar_type() == y.scalar_type(),
+              "unpermute_backward: grad must be [T, H] of y_sorted's dtype, got ", grad.scalar_type(), " ",
+              grad.sizes());
+  TORCH_CHECK(grad.device() == y.device(), "unpermute_backward: grad must be on ", y.device(), ", got ",
+              grad.device());
+}
+
 }  // namespace yl::permute

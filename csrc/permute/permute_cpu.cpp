@@ -53,9 +53,7 @@ std::tuple<at::Tensor, at::Tensor> unpermute_backward_cpu(const at::Tensor& grad
                                                           const at::Tensor& row_map_in, const at::Tensor& weights_in) {
   const auto [T, k, H] = check_unpermute(y_in, row_map_in, weights_in);
   TORCH_CHECK(y_in.device().is_cpu(), "unpermute_backward: y_sorted must be a CPU tensor here, got ", y_in.device());
-  TORCH_CHECK(grad_in.sizes() == at::IntArrayRef({T, H}) && grad_in.scalar_type() == y_in.scalar_type(),
-              "unpermute_backward: grad must be [T, H] of y_sorted's dtype, got ", grad_in.scalar_type(), " ",
-              grad_in.sizes());
+  check_unpermute_grad(grad_in, y_in, T, H);
   const at::Tensor y = y_in.contiguous(), grad = grad_in.contiguous(), row_map = row_map_in.contiguous(),
                    weights = weights_in.contiguous();
   const int64_t* rm = row_map.const_data_ptr<int64_t>();

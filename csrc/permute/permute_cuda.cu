@@ -138,11 +138,7 @@ std::tuple<at::Tensor, at::Tensor> unpermute_backward_cuda(const at::Tensor& gra
                                                            const at::Tensor& row_map_in, const at::Tensor& weights_in) {
   const auto [T, k, H] = check_unpermute(y_in, row_map_in, weights_in);
   TORCH_CHECK(y_in.is_cuda(), "unpermute_backward: y_sorted must be a CUDA tensor here, got ", y_in.device());
-  TORCH_CHECK(grad_in.sizes() == at::IntArrayRef({T, H}) && grad_in.scalar_type() == y_in.scalar_type(),
-              "unpermute_backward: grad must be [T, H] of y_sorted's dtype, got ", grad_in.scalar_type(), " ",
-              grad_in.sizes());
-  TORCH_CHECK(grad_in.device() == y_in.device(), "unpermute_backward: grad must be on ", y_in.device(), ", got ",
-              grad_in.device());
+  check_unpermute_grad(grad_in, y_in, T, H);
   const c10::cuda::CUDAGuard guard(y_in.device());
   const at::Tensor y = y_in.contiguous(), grad = grad_in.contiguous(), row_map = row_map_in.contiguous(),
                    weights = weights_in.contiguous();
