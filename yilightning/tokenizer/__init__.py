@@ -136,9 +136,9 @@ class Tokenizer:
 
     def decode(self, ids: Sequence[int] | Sequence[Sequence[int]]) -> str | list[str]:
         """Text of one id list, or of each id list of a list."""
-        ids = ids.tolist() if hasattr(ids, "tolist") else ids  # numpy arrays, tensors
-        if len(ids) and not isinstance(ids[0], int):
-            return [self.sp.decode([int(i) for i in x]) for x in ids]
+        ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)  # numpy arrays, tensors
+        if ids and hasattr(ids[0], "__len__"):
+            return [self.decode(x) for x in ids]
         return self.sp.decode([int(i) for i in ids])
 
     def _encode_plain(self, text: str) -> list[int]:

@@ -146,6 +146,7 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.schedule.peak_lr, betas=cfg.betas,
                             fused=device.type in ("cpu", "cuda"))
+    moes = [m for m in core.modules() if isinstance(m, MoE)]  # in layer order, like tokens_per_expert
     step, data_pos, tokens, long_pos = 0, (None if cfg.mixture else 0), 0, 0
     batch_size = BatchSizeController(cfg.dynamic_batch, cfg.grad_accum)
     writer = CheckpointWriter(out / "checkpoints")
@@ -225,7 +226,7 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip).item()
             opt.step()
             opt.zero_grad(set_to_none=True)
-            _update_expert_biases(core, step_load, cfg.expert_bias_rate, world)
+            _update_expert_biases(moes, step_load, cfg.expert_bias_rate, world)
             step += 1
             if not math.isfinite(lm):
                 raise FloatingPointError(f"pretrain: the loss became {lm} at step {step}; lower the learning rate")
@@ -269,14 +270,12 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
     return core.eval()
 
 
-def _update_expert_biases(model: torch.nn.Module, step_load: list[torch.Tensor] | None, rate: float,
-                          world: int) -> None:
+def _update_expert_biases(moes: list[MoE], step_load: list[torch.Tensor] | None, rate: float, world: int) -> None:
     """Aux-loss-free balancing: each MoE layer's selection bias moves by ``rate`` towards an even
     load, from the tokens routed in this step (summed over the ranks, so every rank agrees)."""
-    moes = [m for m in model.modules() if isinstance(m, MoE)]
     if not step_load or not rate or all(m.expert_bias is None for m in moes):
         return
-    loads = torch.stack(step_load)  # (MoE layers, E), in layer order like the modules
+    loads = torch.stack(step_load)  # (MoE layers, E)
     if world > 1:
         torch.distributed.all_reduce(loads)
     with torch.no_grad():
