@@ -3,6 +3,8 @@
 // op schema and kernel compiled into this library.
 #include <torch/extension.h>
 
+#include "common/cpu_blas.h"
+
 #ifdef YL_WITH_CUDA
 #include <cuda_runtime_api.h>
 #endif
@@ -25,6 +27,8 @@ pybind11::dict build_info() {
   d["cuda_archs"] = "";
 #endif
   d["cutlass_version"] = YL_CUTLASS_VERSION;
+  d["cpu_direct_blas"] = yl::cpu::direct_blas();  // CPU kernels call sgemm_ without the dispatcher
+  d["cpu_native_bf16"] = yl::cpu::native_bf16();  // bf16 CPU kernels multiply in bf16 (AVX512-BF16)
 #ifdef YL_HAVE_SM90
   d["sm90_kernels"] = true;  // Hopper TMA/WGMMA grouped GEMM compiled
 #else

@@ -14,3 +14,20 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
 def device(request) -> torch.device:
     return torch.device(request.param)
+
+
+# bf16 CPU kernels multiply in bf16 where the CPU has bf16 units (AVX512-BF16) and convert to
+# fp32 elsewhere; a test parametrized with this name runs bf16 with the conversion forced
+# (YL_CPU_BF16=0), so both paths are tested on any machine.
+BF16_VIA_FP32 = "bfloat16-via-fp32"
+
+
+@pytest.fixture
+def resolve_dtype(monkeypatch):
+    """``resolve_dtype(d)``: the torch dtype for a parametrized dtype (see BF16_VIA_FP32)."""
+    def resolve(dtype):
+        if dtype == BF16_VIA_FP32:
+            monkeypatch.setenv("YL_CPU_BF16", "0")
+            return torch.bfloat16
+        return dtype
+    return resolve

@@ -14,8 +14,9 @@ def build_info() -> dict[str, Any]:
 
     Keys: package and torch versions, whether the extension loaded (and why not), the CUDA
     version and GPU architectures it was compiled for, the CUTLASS version, per-op kernel
-    availability (``{"swiglu": {"cpu": True, "cuda": True}, ...}``), the OpenMP thread count
-    and the visible GPUs.
+    availability (``{"swiglu": {"cpu": True, "cuda": True}, ...}``), whether the CPU kernels
+    call the BLAS directly and multiply bf16 natively (AVX512-BF16; ``YL_CPU_BF16=0`` turns
+    that off), the OpenMP thread count and the visible GPUs.
     """
     from yilightning import __version__
 
@@ -34,6 +35,8 @@ def build_info() -> dict[str, Any]:
         "cuda_archs": compiled.get("cuda_archs") or None,
         "cutlass_version": compiled.get("cutlass_version") or None,
         "sm90_kernels": bool(compiled.get("sm90_kernels")),
+        "cpu_direct_blas": bool(compiled.get("cpu_direct_blas")),
+        "cpu_native_bf16": bool(compiled.get("cpu_native_bf16")),
         "ops": {op: {dev: _ext.has_kernel(op, dev) for dev in ("cpu", "cuda")} for op in _ext.op_names()},
         "omp_threads": torch.get_num_threads(),
         "gpus": gpus,
@@ -56,6 +59,8 @@ def format_build_info(info: dict[str, Any]) -> str:
             + (f" (CUDA {info['cuda_version']}, archs {info['cuda_archs']})" if info["cuda_kernels_compiled"] else ""),
             f"CUTLASS          {info['cutlass_version'] or 'not found'}"
             + (" (Hopper TMA/WGMMA grouped GEMM compiled)" if info["sm90_kernels"] else ""),
+            f"CPU GEMMs        BLAS {'direct' if info['cpu_direct_blas'] else 'through at::mm'}, bf16 "
+            + ("native (AVX512-BF16)" if info["cpu_native_bf16"] else "converted to fp32"),
         ]
     lines += [
         f"OpenMP threads   {info['omp_threads']}",

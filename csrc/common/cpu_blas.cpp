@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 
 // Weak: resolved at load time from torch's libraries when present, null otherwise.
 extern "C" void sgemm_(const char*, const char*, const void*, const void*, const void*, const float*, const float*,
@@ -34,11 +36,46 @@ bool check_direct_blas() {
   return c[0] == 17 && c[1] == 23 && c[2] == 39 && c[3] == 53;
 }
 
+// A [rows, cols] row-major matrix with leading dimension ld as a tensor, transposed when asked.
+template <typename T>
+at::Tensor matrix(const T* p, int64_t rows, int64_t cols, int64_t ld, bool trans, at::ScalarType dtype) {
+  at::Tensor t = at::from_blob(const_cast<T*>(p), {trans ? cols : rows, trans ? rows : cols}, {ld, 1},
+                               at::TensorOptions().dtype(dtype));
+  return trans ? t.t() : t;
+}
+
+bool cpu_has_bf16() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  return __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}
+
 }  // namespace
 
 bool direct_blas() {
   static const bool ok = check_direct_blas();
   return ok;
+}
+
+bool native_bf16() {
+  static const bool hw = cpu_has_bf16();
+  if (!hw) return false;
+  const char* env = std::getenv("YL_CPU_BF16");
+  return env == nullptr || std::strcmp(env, "0") != 0;
+}
+
+void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const c10::BFloat16* a,
+               int64_t lda, const c10::BFloat16* b, int64_t ldb, c10::BFloat16* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  const at::AutoDispatchBelowADInplaceOrView no_autograd;
+  at::Tensor ct = matrix(c, m, n, ldc, false, at::kBFloat16);
+  if (k == 0) {
+    ct.zero_();
+    return;
+  }
+  at::mm_out(ct, matrix(a, m, k, lda, trans_a, at::kBFloat16), matrix(b, k, n, ldb, trans_b, at::kBFloat16));
 }
 
 void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
@@ -49,15 +86,8 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
     return;
   }
   const at::AutoDispatchBelowADInplaceOrView no_autograd;
-  const auto f32 = at::TensorOptions().dtype(at::kFloat);
-  // Views with the given leading dimensions (op(X) is a transposed view when asked).
-  auto view = [&](const float* p, int64_t rows, int64_t cols, int64_t ld, bool trans) {
-    at::Tensor t = at::from_blob(const_cast<float*>(p), {trans ? cols : rows, trans ? rows : cols},
-                                 {ld, 1}, f32);
-    return trans ? t.t() : t;
-  };
-  at::Tensor ct = at::from_blob(c, {m, n}, {ldc, 1}, f32);
-  at::Tensor prod = at::mm(view(a, m, k, lda, trans_a), view(b, k, n, ldb, trans_b));
+  at::Tensor ct = matrix(c, m, n, ldc, false, at::kFloat);
+  at::Tensor prod = at::mm(matrix(a, m, k, lda, trans_a, at::kFloat), matrix(b, k, n, ldb, trans_b, at::kFloat));
   if (beta == 0.f) ct.copy_(prod.mul_(alpha)); else ct.mul_(beta).add_(prod, alpha);
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/util/BFloat16.h>
 
 #include <algorithm>
 #include <atomic>
@@ -27,6 +28,14 @@ void run_dynamic(int64_t n, const F& task) {
 template <int slot>
 float* scratch(int64_t n) {
   thread_local std::vector<float> buf;
+  if (static_cast<int64_t>(buf.size()) < n) buf.resize(n);
+  return buf.data();
+}
+
+// The same for bf16 values (buffers of their own: slot numbers do not collide with scratch's).
+template <int slot>
+c10::BFloat16* scratch_bf16(int64_t n) {
+  thread_local std::vector<c10::BFloat16> buf;
   if (static_cast<int64_t>(buf.size()) < n) buf.resize(n);
   return buf.data();
 }

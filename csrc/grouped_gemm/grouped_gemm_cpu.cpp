@@ -1,15 +1,17 @@
 // Grouped GEMM on the CPU. Our part is the grouping: validation, offsets, a work list of
 // (group, row tile) tasks handed out dynamically to the threads (group sizes are skewed), and
-// fp32 staging of bf16/fp16 operands (CPU bf16 math is 50-150x slower than fp32). Each task's
-// tile product is one single-threaded fp32 GEMM from the BLAS that torch ships (MKL/oneDNN):
-// a fine-grained layer runs 64+ small GEMMs at once instead of one multi-threaded GEMM after
-// another, and skips empty experts without a launch.
+// fp32 staging of bf16/fp16 operands where the CPU has no bf16 units (there bf16 math is
+// 50-150x slower than fp32; with AVX512-BF16, bf16 tiles multiply as bf16, see
+// cpu::native_bf16). Each task's tile product is one single-threaded GEMM from the libraries
+// that torch ships (MKL/oneDNN): a fine-grained layer runs 64+ small GEMMs at once instead of
+// one multi-threaded GEMM after another, and skips empty experts without a launch.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <vector>
 
+#include "common/cpu_blas.h"
 #include "common/cpu_convert.h"
 #include "common/cpu_parallel.h"
 #include "grouped_gemm/grouped_gemm.h"
@@ -31,6 +33,12 @@ std::vector<int64_t> offsets_of(const at::Tensor& group_sizes, int64_t M, const 
   TORCH_CHECK(off.back() == M, op, ": group_sizes must sum to the number of rows M=", M, ", got ",
               off.back());
   return off;
+}
+
+// Whether tiles of this dtype go to the GEMM as they are (fp32; bf16 on a CPU with bf16
+// units) rather than converted to fp32 first.
+bool multiplies_directly(at::ScalarType dtype) {
+  return dtype == at::kFloat || (dtype == at::kBFloat16 && cpu::native_bf16());
 }
 
 // A tensor's values as contiguous fp32: itself for fp32, else a converted copy.
@@ -63,11 +71,11 @@ at::Tensor grouped_gemm_cpu(const at::Tensor& a_in, const at::Tensor& b_in, cons
   at::Tensor c = at::empty({d.M, d.N}, a.options());
   if (d.M == 0 || d.N == 0) return c;
   if (d.K == 0) return c.zero_();
-  const bool f32 = a.scalar_type() == at::kFloat;
+  const bool direct = multiplies_directly(a.scalar_type());
 
-  // fp32 with groups of a reasonable size: one multi-threaded BLAS GEMM per group beats one
+  // Groups of a reasonable size: one multi-threaded BLAS GEMM per group beats one
   // single-threaded GEMM per thread (measured: 224 vs 192 GFLOP/s on 2 cores at 192 x 1024 x 512).
-  if (f32 && d.M >= 64 * d.E) {
+  if (direct && d.M >= 64 * d.E) {
     for (int64_t g = 0; g < d.E; ++g) {
       if (off[g + 1] == off[g]) continue;
       at::Tensor bg = trans_b ? b[g].t() : b[g];
@@ -85,11 +93,11 @@ at::Tensor grouped_gemm_cpu(const at::Tensor& a_in, const at::Tensor& b_in, cons
 
   cpu::run_dynamic(static_cast<int64_t>(tasks.size()), [&](int64_t i) {
     const Task t = tasks[i];
-    at::Tensor bg = f32 ? b[t.g] : as_f32(b[t.g]);
+    at::Tensor bg = direct ? b[t.g] : as_f32(b[t.g]);
     if (trans_b) bg = bg.t();
     at::Tensor out = c.narrow(0, t.row0, t.rows);
     at::Tensor a_tile = a.narrow(0, t.row0, t.rows);
-    if (f32) {
+    if (direct) {
       at::mm_out(out, a_tile, bg);
     } else {
       store_tile(at::mm(as_f32(a_tile), bg), out);
@@ -106,7 +114,7 @@ at::Tensor grouped_gemm_wgrad_cpu(const at::Tensor& a_in, const at::Tensor& dc_i
   const auto off = offsets_of(group_sizes, d.M, "grouped_gemm_wgrad");
   const at::Tensor a = a_in.contiguous(), dc = dc_in.contiguous();
   at::Tensor db = trans_b ? at::empty({d.E, d.N, d.K}, a.options()) : at::empty({d.E, d.K, d.N}, a.options());
-  const bool f32 = a.scalar_type() == at::kFloat;
+  const bool direct = multiplies_directly(a.scalar_type());
   cpu::run_dynamic(d.E, [&](int64_t g) {
     at::Tensor out = db[g];
     const int64_t rows = off[g + 1] - off[g];
@@ -115,12 +123,12 @@ at::Tensor grouped_gemm_wgrad_cpu(const at::Tensor& a_in, const at::Tensor& dc_i
       return;
     }
     at::Tensor ag = a.narrow(0, off[g], rows), dcg = dc.narrow(0, off[g], rows);
-    if (!f32) {
+    if (!direct) {
       ag = as_f32(ag);
       dcg = as_f32(dcg);
     }
     at::Tensor lhs = trans_b ? dcg.t() : ag.t(), rhs = trans_b ? ag : dcg;
-    if (f32) at::mm_out(out, lhs, rhs); else store_tile(at::mm(lhs, rhs), out);
+    if (direct) at::mm_out(out, lhs, rhs); else store_tile(at::mm(lhs, rhs), out);
   });
   return db;
 }

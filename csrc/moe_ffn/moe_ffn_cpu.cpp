@@ -76,6 +76,32 @@ void gather_rows(const T* xp, const Routing& r, int64_t k, int64_t row0, int64_t
   for (int64_t i = 0; i < rows; ++i) cpu::copy_to_f32(xp + r.slot[row0 + i] / k * H, A + i * H, H);
 }
 
+using bf16 = at::BFloat16;
+
+// gather_rows without a conversion: the x rows of sorted rows [row0, row0 + rows) into bf16 A.
+void gather_rows_bf16(const bf16* xp, const Routing& r, int64_t k, int64_t row0, int64_t rows, int64_t H, bf16* A) {
+  for (int64_t i = 0; i < rows; ++i) {
+    const bf16* src = xp + r.slot[row0 + i] / k * H;
+    std::copy(src, src + H, A + i * H);
+  }
+}
+
+// One forward task with bf16 GEMMs (cpu::native_bf16): the products round to bf16 as torch.mm
+// does in bf16, SwiGLU runs in fp32; y (bf16 [rows, H]) receives the expert's output rows.
+void forward_task_bf16(const bf16* xp, const bf16* wgu, const bf16* wd, const Routing& r, int64_t k, int64_t row0,
+                       int64_t rows, int64_t H, int64_t I, float* h_keep, bf16* y) {
+  const int64_t I2 = 2 * I;
+  bf16 *A = cpu::scratch_bf16<0>(rows * H), *hb = cpu::scratch_bf16<1>(rows * I2), *ab = cpu::scratch_bf16<2>(rows * I);
+  gather_rows_bf16(xp, r, k, row0, rows, H, A);
+  cpu::gemm_bf16(false, true, rows, I2, H, A, H, wgu, H, hb, I2);
+  float* h = h_keep ? h_keep + row0 * I2 : cpu::scratch<2>(rows * I2);
+  cpu::to_f32(hb, h, rows * I2);
+  float* a = cpu::scratch<4>(rows * I);
+  for (int64_t j = 0; j < rows; ++j) swiglu::forward_f32(h + j * I2, h + j * I2 + I, a + j * I, I);
+  cpu::from_f32(a, ab, rows * I);
+  cpu::gemm_bf16(false, true, rows, H, I, ab, I, wd, I, y, H);
+}
+
 // Forward for both entry points; h_keep (fp32 [S, 2I], or null) receives the pre-activations.
 template <typename T>
 void forward(const at::Tensor& x, const Routing& r, const at::Tensor& weights, const at::Tensor& wgu,
@@ -90,11 +116,20 @@ void forward(const at::Tensor& x, const Routing& r, const at::Tensor& weights, c
     for (int64_t row = r.offsets[e]; row < r.offsets[e + 1]; row += size)
       tasks.push_back({e, row, std::min(size, r.offsets[e + 1] - row)});
   }
-  const at::Tensor ws = workspace(S * H);
+  const bool bf16_gemm = std::is_same_v<T, bf16> && cpu::native_bf16();
+  // output rows in sorted order: bf16 rows when the GEMMs run in bf16 (half the traffic), else fp32
+  const at::Tensor ws = workspace(bf16_gemm ? (S * H + 1) / 2 : S * H);
   float* yp = ws.mutable_data_ptr<float>();
   const T *xp = x.const_data_ptr<T>(), *gup = wgu.const_data_ptr<T>(), *dnp = wd.const_data_ptr<T>();
   cpu::run_dynamic(static_cast<int64_t>(tasks.size()), [&](int64_t i) {
     const Task t = tasks[i];
+    if constexpr (std::is_same_v<T, bf16>) {
+      if (bf16_gemm) {
+        forward_task_bf16(xp, gup + t.e * I2 * H, dnp + t.e * H * I, r, k, t.row0, t.rows, H, I, h_keep,
+                          reinterpret_cast<bf16*>(yp) + t.row0 * H);
+        return;
+      }
+    }
     float* A = cpu::scratch<0>(t.rows * H);
     gather_rows(xp, r, k, t.row0, t.rows, H, A);
     float* h = h_keep ? h_keep + t.row0 * I2 : cpu::scratch<2>(t.rows * I2);
@@ -104,8 +139,16 @@ void forward(const at::Tensor& x, const Routing& r, const at::Tensor& weights, c
     for (int64_t j = 0; j < t.rows; ++j) swiglu::forward_f32(h + j * I2, h + j * I2 + I, a + j * lda, I);
     cpu::gemm_f32(false, true, t.rows, H, I, 1.f, a, lda, expert_f32<3>(dnp, t.e, H, I), I, 0.f, yp + t.row0 * H, H);
   });
-  permute::combine(static_cast<const float*>(yp), r.row_map.const_data_ptr<int64_t>(),
-                   weights.const_data_ptr<float>(), out.mutable_data_ptr<T>(), T_, k, H);
+  const int64_t* rm = r.row_map.const_data_ptr<int64_t>();
+  if constexpr (std::is_same_v<T, bf16>) {
+    if (bf16_gemm) {
+      permute::combine(reinterpret_cast<const bf16*>(yp), rm, weights.const_data_ptr<float>(),
+                       out.mutable_data_ptr<T>(), T_, k, H);
+      return;
+    }
+  }
+  permute::combine(static_cast<const float*>(yp), rm, weights.const_data_ptr<float>(), out.mutable_data_ptr<T>(),
+                   T_, k, H);
 }
 
 struct Inputs {
@@ -148,6 +191,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> moe_ffn_train_cpu(
   return {out, r.group_sizes, h};
 }
 
+// acc (fp32 [n]) = src for the first chunk of a sum, else acc += src.
+void accumulate_bf16(const bf16* src, float* acc, int64_t n, bool first) {
+  if (first) {
+    cpu::to_f32(src, acc, n);
+    return;
+  }
+  float* buf = cpu::scratch<9>(std::min<int64_t>(n, 4096));
+  for (int64_t i0 = 0; i0 < n; i0 += 4096) {
+    const int64_t m = std::min<int64_t>(4096, n - i0);
+    cpu::to_f32(src + i0, buf, m);
+    for (int64_t i = 0; i < m; ++i) acc[i0 + i] += buf[i];
+  }
+}
+
 // Backward per expert e, over its rows in chunks (g = dout of the row's token, w its weight,
 // a = swiglu(h)):  u = g @ W_down[e];  dweights = <u, a>;  dW_down[e] = sum (w g)^T a;
 // dh = swiglu'(w u, h);  dW_gate_up[e] = sum dh^T x;  dx rows = dh @ W_gate_up[e], summed per
@@ -170,9 +227,10 @@ void backward(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& wei
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
     return r.offsets[a + 1] - r.offsets[a] > r.offsets[b + 1] - r.offsets[b];
   });
+  constexpr bool f32 = std::is_same_v<T, float>;
+  const bool bf16_gemm = std::is_same_v<T, bf16> && cpu::native_bf16();
   cpu::run_dynamic(E, [&](int64_t i) {
     const int64_t e = order[i], first = r.offsets[e], n = r.offsets[e + 1] - first;
-    constexpr bool f32 = std::is_same_v<T, float>;
     // fp32 weight-gradient accumulators: the outputs themselves for fp32
     float* dWd = f32 ? reinterpret_cast<float*>(ddnp + e * H * I) : cpu::scratch<5>(H * I);
     float* dWgu = f32 ? reinterpret_cast<float*>(dgup + e * I2 * H) : cpu::scratch<6>(I2 * H);
@@ -180,8 +238,8 @@ void backward(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& wei
       std::fill(dWd, dWd + H * I, 0.f);
       std::fill(dWgu, dWgu + I2 * H, 0.f);
     }
-    const float* Wgu = n ? expert_f32<1>(gup, e, I2, H) : nullptr;
-    const float* Wd = n ? expert_f32<3>(dnp, e, H, I) : nullptr;
+    const float* Wgu = n && !bf16_gemm ? expert_f32<1>(gup, e, I2, H) : nullptr;
+    const float* Wd = n && !bf16_gemm ? expert_f32<3>(dnp, e, H, I) : nullptr;
     for (int64_t row0 = first; row0 < first + n; row0 += kChunk) {
       const int64_t rows = std::min(kChunk, first + n - row0);
       const float beta = row0 == first ? 0.f : 1.f;
@@ -189,7 +247,19 @@ void backward(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& wei
       float *G = cpu::scratch<0>(rows * H), *u = cpu::scratch<2>(rows * I), *a = cpu::scratch<4>(rows * I),
             *dh = cpu::scratch<7>(rows * I2), *A = cpu::scratch<8>(rows * H);
       for (int64_t j = 0; j < rows; ++j) cpu::copy_to_f32(gp + r.slot[row0 + j] / k * H, G + j * H, H);
-      cpu::gemm_f32(false, false, rows, I, H, 1.f, G, H, Wd, I, 0.f, u, I);
+      // bf16 operands of this chunk's products (bf16_gemm only): G, then w G, a, dh, x rows, one out
+      bf16 *Gb = nullptr, *ab = nullptr, *dhb = nullptr, *Ab = nullptr, *out = nullptr;
+      if constexpr (std::is_same_v<T, bf16>) {
+        if (bf16_gemm) {
+          Gb = cpu::scratch_bf16<0>(rows * H), ab = cpu::scratch_bf16<1>(rows * I);
+          dhb = cpu::scratch_bf16<2>(rows * I2), Ab = cpu::scratch_bf16<3>(rows * H);
+          out = cpu::scratch_bf16<4>(std::max({rows * I, rows * H, I2 * H, H * I}));
+          cpu::from_f32(G, Gb, rows * H);
+          cpu::gemm_bf16(false, false, rows, I, H, Gb, H, dnp + e * H * I, I, out, I);
+          cpu::to_f32(out, u, rows * I);
+        }
+      }
+      if (!bf16_gemm) cpu::gemm_f32(false, false, rows, I, H, 1.f, G, H, Wd, I, 0.f, u, I);
       for (int64_t j = 0; j < rows; ++j) {
         const int64_t s = r.slot[row0 + j];
         swiglu::forward_f32(h + j * I2, h + j * I2 + I, a + j * I, I);
@@ -197,6 +267,21 @@ void backward(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& wei
         cpu::scale_f32(G + j * H, H, wp[s]);  // w g
         cpu::scale_f32(u + j * I, I, wp[s]);  // da = w u
         swiglu::backward_f32(u + j * I, h + j * I2, h + j * I2 + I, dh + j * I2, dh + j * I2 + I, I);
+      }
+      if constexpr (std::is_same_v<T, bf16>) {
+        if (bf16_gemm) {
+          cpu::from_f32(G, Gb, rows * H);
+          cpu::from_f32(a, ab, rows * I);
+          cpu::from_f32(dh, dhb, rows * I2);
+          gather_rows_bf16(xp, r, k, row0, rows, H, Ab);
+          cpu::gemm_bf16(true, false, H, I, rows, Gb, H, ab, I, out, I);
+          accumulate_bf16(out, dWd, H * I, row0 == first);
+          cpu::gemm_bf16(true, false, I2, H, rows, dhb, I2, Ab, H, out, H);
+          accumulate_bf16(out, dWgu, I2 * H, row0 == first);
+          cpu::gemm_bf16(false, false, rows, H, I2, dhb, I2, gup + e * I2 * H, H, out, H);
+          cpu::to_f32(out, dxs + row0 * H, rows * H);
+          continue;
+        }
       }
       cpu::gemm_f32(true, false, H, I, rows, 1.f, G, H, a, I, beta, dWd, I);
       gather_rows(xp, r, k, row0, rows, H, A);

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from tests.conftest import BF16_VIA_FP32
 from yilightning import _ext
 from yilightning.ops import expert_ffn, grouped_gemm, grouped_gemm_reference, swiglu
 
@@ -36,10 +37,11 @@ def yardstick(a, b, gs, trans_b):
     return (low - grouped_gemm_reference(a.float(), b.float(), gs, trans_b=trans_b)).abs().max().item()
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, BF16_VIA_FP32, torch.float16])
 @pytest.mark.parametrize("trans_b", [False, True])
 @pytest.mark.parametrize("sizes,K,N", CASES)
-def test_forward_matches_reference(device, sizes, K, N, trans_b, dtype):
+def test_forward_matches_reference(device, resolve_dtype, sizes, K, N, trans_b, dtype):
+    dtype = resolve_dtype(dtype)
     a, b, gs = operands(sizes, K, N, trans_b, dtype, device)
     out = grouped_gemm(a, b, gs, trans_b=trans_b)
     ref = grouped_gemm_reference(a.float(), b.float(), gs, trans_b=trans_b)
@@ -51,10 +53,11 @@ def test_forward_matches_reference(device, sizes, K, N, trans_b, dtype):
         assert err <= 2 * yardstick(a, b, gs, trans_b) + 1e-3, err
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, BF16_VIA_FP32])
 @pytest.mark.parametrize("trans_b", [False, True])
 @pytest.mark.parametrize("sizes,K,N", CASES[:5])
-def test_gradients_match_reference(device, sizes, K, N, trans_b, dtype):
+def test_gradients_match_reference(device, resolve_dtype, sizes, K, N, trans_b, dtype):
+    dtype = resolve_dtype(dtype)
     a, b, gs = operands(sizes, K, N, trans_b, dtype, device, seed=1)
     a.requires_grad_(), b.requires_grad_()
     a32 = a.detach().float().requires_grad_()

@@ -2,6 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.conftest import BF16_VIA_FP32
 from yilightning import _ext
 from yilightning.ops import moe_ffn, route
 
@@ -22,18 +23,19 @@ def problem(T, H, E, k, I, device, dtype=torch.float32, seed=0):
     return x, indices.to(device), weights.to(device), w_gu, w_dn
 
 
-def reference(x, indices, weights, w_gu, w_dn):
-    """Token by token, in fp32: sum_j w[t, j] * W_down[e] @ swiglu(W_gate_up[e] @ x[t])."""
-    x, w_gu, w_dn = x.float(), w_gu.float(), w_dn.float()
+def reference(x, indices, weights, w_gu, w_dn, dtype=torch.float32):
+    """Token by token, in ``dtype``: sum_j w[t, j] * W_down[e] @ swiglu(W_gate_up[e] @ x[t])."""
+    x, w_gu, w_dn, weights = x.to(dtype), w_gu.to(dtype), w_dn.to(dtype), weights.to(dtype)
     h = torch.einsum("tkoh,th->tko", w_gu[indices], x)  # (T, k, 2I)
     gate, up = h.chunk(2, dim=-1)
     y = torch.einsum("tkhi,tki->tkh", w_dn[indices], F.silu(gate) * up)
     return (y * weights.unsqueeze(-1)).sum(1)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, BF16_VIA_FP32])
 @pytest.mark.parametrize("T,H,E,k,I", SHAPES)
-def test_inference_matches_reference(device, T, H, E, k, I, dtype):
+def test_inference_matches_reference(device, resolve_dtype, T, H, E, k, I, dtype):
+    dtype = resolve_dtype(dtype)
     args = problem(T, H, E, k, I, device, dtype)
     with torch.no_grad():
         out, sizes = moe_ffn(*args)
@@ -44,9 +46,10 @@ def test_inference_matches_reference(device, T, H, E, k, I, dtype):
     torch.testing.assert_close(out.float(), ref, rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, BF16_VIA_FP32])
 @pytest.mark.parametrize("T,H,E,k,I", SHAPES)
-def test_gradients_match_reference(device, T, H, E, k, I, dtype):
+def test_gradients_match_reference(device, resolve_dtype, T, H, E, k, I, dtype):
+    dtype = resolve_dtype(dtype)
     x, indices, weights, w_gu, w_dn = problem(T, H, E, k, I, device, dtype)
     g = torch.Generator().manual_seed(5)
     grad = torch.randn(T, H, generator=g).to(device=device, dtype=dtype)
@@ -61,6 +64,26 @@ def test_gradients_match_reference(device, T, H, E, k, I, dtype):
             torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-4, msg=name)
         elif b.grad.numel():  # bf16 (the composed fallback sums long groups in bf16): relative error
             assert (a.grad.float() - b.grad).norm() <= 2e-2 * b.grad.norm() + 1e-6, name
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, BF16_VIA_FP32])
+@pytest.mark.parametrize("T,H,E,k,I", SHAPES[1:])
+def test_bf16_within_twice_pytorch_bf16_error(resolve_dtype, T, H, E, k, I, dtype):
+    """The output and every gradient in bf16 (bf16 GEMMs or the fp32 conversion) stay within 2x
+    the error of the same layer computed by PyTorch in bf16."""
+    x, indices, weights, w_gu, w_dn = problem(T, H, E, k, I, "cpu", resolve_dtype(dtype))
+    grad = torch.randn(T, H, generator=torch.Generator().manual_seed(5)).bfloat16()
+    runs = {}
+    for name, dtype in (("ours", None), ("fp32", torch.float32), ("torch_bf16", torch.bfloat16)):
+        ins = [t.detach().clone().requires_grad_() for t in (x, weights, w_gu, w_dn)]
+        out = moe_ffn(ins[0], indices, *ins[1:])[0] if dtype is None else reference(ins[0], indices, *ins[1:], dtype)
+        out.backward(grad.to(out.dtype))
+        runs[name] = [out.detach().float()] + [t.grad.float() for t in ins]
+    for i, what in enumerate(("out", "x", "weights", "w_gate_up", "w_down")):
+        exact = runs["fp32"][i]
+        err = (runs["ours"][i] - exact).norm()
+        torch_err = (runs["torch_bf16"][i] - exact).norm()
+        assert err <= 2 * torch_err + 1e-3 * exact.norm() + 1e-6, (what, float(err), float(torch_err))
 
 
 @needs_ext
