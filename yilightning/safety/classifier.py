@@ -10,6 +10,7 @@ per 1,000 characters on one core.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -281,9 +282,14 @@ def evaluate_classifier(clf: NgramClassifier, split: str = "iid", threshold: flo
 
 
 def default_path() -> Path:
-    """Where the default classifier is cached: ``$YL_CACHE_DIR`` or ``~/.cache/yilightning``."""
+    """Where the default classifier is cached: ``$YL_CACHE_DIR`` or ``~/.cache/yilightning``, under
+    a name that changes with the code it is trained from (this module and the corpus generator),
+    so an edit to either retrains it instead of loading a stale copy."""
+    from yilightning.safety import corpus
+
     root = os.environ.get("YL_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "yilightning")
-    return Path(root) / "safety" / f"classifier-v{_VERSION}.safetensors"
+    source = Path(__file__).read_bytes() + Path(corpus.__file__).read_bytes()
+    return Path(root) / "safety" / f"classifier-v{_VERSION}-{hashlib.sha256(source).hexdigest()[:12]}.safetensors"
 
 
 def default_classifier(path: str | Path | None = None) -> NgramClassifier:
