@@ -51,6 +51,8 @@ def _pretrain(args: argparse.Namespace) -> int:
     cfg = PretrainConfig.from_yaml(args.config)
     tok, data_dir = prepare_data(Path(args.out), decontaminate=args.decontaminate, sources=args.data,
                                  by_source=bool(cfg.mixture))
+    if args.precision:
+        cfg.precision = args.precision
     model = pretrain(cfg, data_dir, args.out, tok.vocab_size, resume=args.resume, max_steps=args.max_steps)
     model.save_pretrained(Path(args.out) / "model")
     print(f"model saved to {Path(args.out) / 'model'}")
@@ -178,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--out", default="runs/pretrain", help="run folder: data, metrics.jsonl, checkpoints, model")
     pre.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     pre.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    pre.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None,
+                     help="forward precision (default: the recipe's; auto = bf16 autocast on a GPU, fp32 on the CPU)")
     pre.add_argument("--decontaminate", default=None, metavar="FILE",
                      help="benchmark text (.jsonl or one example per line): drop documents sharing a 30-word span")
     pre.set_defaults(run=_pretrain)

@@ -52,6 +52,28 @@ def test_loss_is_next_token_within_each_sequence():
     assert all(p.grad is not None for n, p in model.named_parameters() if "expert_bias" not in n)
 
 
+def test_training_step_and_generation_under_bf16_autocast(device):
+    """The trainer runs GPU forwards under bf16 autocast: autocast linears hand our ops bf16
+    beside the norms' fp32, and the GEMM-like ops cast to the autocast dtype like torch's own."""
+    model = tiny().to(device).train()
+    ids = torch.randint(0, 512, (2, 24), device=device)
+    ref = model(ids, labels=ids).loss
+    want = torch.autograd.grad(ref, list(model.parameters()), allow_unused=True)
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        out = model(ids, labels=ids)
+    out.loss.backward()
+    assert out.logits.dtype == torch.float32
+    torch.testing.assert_close(out.loss, ref, rtol=2e-2, atol=2e-2)
+    got = [p.grad for p in model.parameters()]
+    assert all(g is None or (g.dtype == torch.float32 and g.isfinite().all()) for g in got)
+    pairs = [(g.flatten(), w.flatten()) for g, w in zip(got, want) if g is not None and w is not None]
+    cos = torch.nn.functional.cosine_similarity(torch.cat([g for g, _ in pairs]), torch.cat([w for _, w in pairs]), dim=0)
+    assert cos > 0.99, float(cos)
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
+        tokens = model.eval().generate([[1, 2, 3], [4, 5]], 4)
+    assert [len(t) for t in tokens] == [4, 4]
+
+
 def test_cache_only_for_kv_producers_and_ring_buffers():
     model = tiny()
     cache = model.new_cache(2, 100)

@@ -317,3 +317,24 @@ def test_rotary_bad_inputs():
         rotary(x, torch.arange(4).float())
     with pytest.raises(ValueError, match="base must be > 1"):
         rotary(x, torch.arange(4), 1.0)
+
+
+def test_autocast_casts_to_its_dtype(device):
+    """Under autocast, mixed q/k/v (an fp32 norm's output beside an autocast linear's bf16) run
+    in the autocast dtype; a decode query takes the cache's dtype; outside autocast mixed
+    dtypes are still refused."""
+    q, k, v, cu = packed([9, 4], 4, 2, 16, device)
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        out = attention(q, k, v.bfloat16(), cu, window=3)
+    assert out.dtype == torch.bfloat16
+    ref = attention_reference(q.bfloat16().float(), k.bfloat16().float(), v.bfloat16().float(), cu, window=3)
+    torch.testing.assert_close(out.float(), ref, rtol=2e-2, atol=2e-2)
+    k_cache, v_cache = (torch.randn(2, 6, 2, 16, device=device) for _ in range(2))
+    lens = torch.tensor([6, 3], device=device)
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        dec = decode_attention(q[:2].bfloat16(), k_cache, v_cache, lens)
+    assert dec.dtype == torch.float32  # (the pure-PyTorch fallback's matmuls run under autocast too)
+    want = decode_attention_reference(q[:2].bfloat16().float(), k_cache, v_cache, lens)
+    torch.testing.assert_close(dec, want, rtol=2e-2, atol=2e-2)
+    with pytest.raises(TypeError, match="must share one of"):
+        attention(q, k, v.bfloat16(), cu)

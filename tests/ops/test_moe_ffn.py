@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 from tests.conftest import BF16_VIA_FP32
 from yilightning import _ext
-from yilightning.ops import moe_ffn, route
+from yilightning.ops import grouped_gemm, moe_ffn, route
 
 needs_ext = pytest.mark.skipif(_ext.module is None, reason=f"extension not loaded: {_ext.load_error}")
 # T, H, E, k, I: empty input, one token (most experts empty), E=1, k=E, odd sizes, and experts
@@ -155,3 +155,18 @@ def test_bad_inputs():
             moe_ffn(x, indices, weights, w_gu, w_dn[:, :, :2])
         with pytest.raises((ValueError, RuntimeError), match=r"indices must lie in \[0, num_experts=4\)"):
             moe_ffn(x, indices + 3, weights, w_gu, w_dn)
+
+
+def test_autocast_casts_to_its_dtype(device):
+    """Under autocast the expert path (and the grouped GEMM under it) runs in the autocast dtype
+    with fp32 weights; their gradients come back in fp32."""
+    x, indices, weights, w_gu, w_dn = problem(40, 16, 6, 2, 8, device)
+    w_gu.requires_grad_()
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        out, _ = moe_ffn(x, indices, weights, w_gu, w_dn)
+        gg = grouped_gemm(x, w_gu, torch.tensor([40, 0, 0, 0, 0, 0], device=device), trans_b=True)
+    assert out.dtype == gg.dtype == torch.bfloat16
+    out.float().sum().backward()
+    assert w_gu.grad.dtype == torch.float32
+    want = reference(x.bfloat16(), indices, weights, w_gu.detach().bfloat16(), w_dn.bfloat16())
+    torch.testing.assert_close(out.detach().float(), want, rtol=2e-2, atol=2e-2)

@@ -111,6 +111,24 @@ def test_sigkill_then_resume_follows_the_uninterrupted_run(data, tmp_path):
     assert [r["loss"] for r in killed] == [r["loss"] for r in straight]
 
 
+def test_bf16_autocast_training_on_the_cpu(data, tmp_path):
+    """precision: bf16 runs the forward under autocast on any device (the GPU default's path)."""
+    d, tok = data
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        cfg = PretrainConfig(model=SMALL_MODEL, seq_len=64, batch_size=2, max_steps=8, log_every=1, precision=precision,
+                             schedule=ScheduleConfig(peak_lr=3e-3, warmup_steps=2))
+        assert cfg.autocast(torch.device("cpu")) == (precision == "bf16")
+        model = pretrain(cfg, d, tmp_path / precision, tok.vocab_size, progress=False)
+        assert all(p.dtype == torch.float32 for p in model.parameters())  # fp32 master weights
+        runs[precision] = [json.loads(x)["lm_loss"] for x in (tmp_path / precision / "metrics.jsonl").read_text().splitlines()]
+    assert runs["bf16"][-1] < runs["bf16"][0]
+    assert runs["bf16"][0] == pytest.approx(runs["fp32"][0], rel=2e-2)  # same start, bf16 rounding apart
+    assert PretrainConfig().autocast(torch.device("cpu")) is False  # auto: fp32 on the CPU
+    with pytest.raises(ValueError, match="precision must be"):
+        PretrainConfig(precision="fp16")
+
+
 def test_resume_without_checkpoint_and_bad_yaml(data, tmp_path):
     d, tok = data
     with pytest.raises(FileNotFoundError, match="no checkpoint"):

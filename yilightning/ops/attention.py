@@ -14,6 +14,7 @@ import math
 import torch
 
 from yilightning import _ext
+from yilightning.ops._autocast import autocast_inputs
 
 _FLOATS = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -79,6 +80,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: tor
     >>> attention(q, kv, kv, torch.tensor([0, 3, 10], dtype=torch.int32), window=4).shape
     torch.Size([10, 4, 16])
     """
+    q, k, v = autocast_inputs(q.device, q, k, v)
     _check(q, k, v, cu_seqlens, window)
     scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
     if _ext.has_kernel("attention", q.device.type):
@@ -161,8 +163,11 @@ def decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
         window: the layer's window (None for full attention).
 
     Reads the cache in place (a layer that shares KV passes the producer's tensors: no copy).
-    Long caches are split and merged by log-sum-exp (flash-decoding).
+    Long caches are split and merged by log-sum-exp (flash-decoding). Under ``torch.autocast``
+    the query takes the cache's dtype (casting the cache would copy it at every step).
     """
+    if torch.is_autocast_enabled(q.device.type):
+        q = q.to(k_cache.dtype)
     _check_decode(q, k_cache, v_cache, cache_seqlens, window)
     scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
     if _ext.has_kernel("decode_attention", q.device.type):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from yilightning import _ext
+from yilightning.ops._autocast import autocast_inputs
 from yilightning.ops.permute import permute, unpermute
 from yilightning.ops.swiglu import swiglu
 
@@ -78,6 +79,7 @@ def grouped_gemm(a: torch.Tensor, b: torch.Tensor, group_sizes: torch.Tensor, *,
     >>> grouped_gemm(a, b, torch.tensor([2, 3])).shape
     torch.Size([5, 3])
     """
+    a, b = autocast_inputs(a.device, a, b)
     _check(a, b, group_sizes, trans_b)
     if _ext.has_kernel("grouped_gemm", a.device.type):
         return torch.ops.yilightning.grouped_gemm(a, b, group_sizes, trans_b)
@@ -201,6 +203,7 @@ def moe_ffn(x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor, w_gat
     if tuple(w_down.shape) != (E, H, two_i // 2):
         raise ValueError(f"moe_ffn: w_down must be [E={E}, H={H}, I={two_i // 2}] to match w_gate_up, got "
                          f"{tuple(w_down.shape)}")
+    x, w_gate_up, w_down = autocast_inputs(x.device, x, w_gate_up, w_down)
     if x.dtype != w_gate_up.dtype or x.dtype != w_down.dtype:
         raise TypeError(f"moe_ffn: x, w_gate_up and w_down must share one dtype, got {x.dtype}, "
                         f"{w_gate_up.dtype}, {w_down.dtype}")
