@@ -74,9 +74,10 @@ def test_bf16_within_twice_pytorch_bf16_error(resolve_dtype, T, H, E, k, I, dtyp
     x, indices, weights, w_gu, w_dn = problem(T, H, E, k, I, "cpu", resolve_dtype(dtype))
     grad = torch.randn(T, H, generator=torch.Generator().manual_seed(5)).bfloat16()
     runs = {}
-    for name, dtype in (("ours", None), ("fp32", torch.float32), ("torch_bf16", torch.bfloat16)):
+    for name, ref_dtype in (("ours", None), ("fp32", torch.float32), ("torch_bf16", torch.bfloat16)):
         ins = [t.detach().clone().requires_grad_() for t in (x, weights, w_gu, w_dn)]
-        out = moe_ffn(ins[0], indices, *ins[1:])[0] if dtype is None else reference(ins[0], indices, *ins[1:], dtype)
+        out = (moe_ffn(ins[0], indices, *ins[1:])[0] if ref_dtype is None
+               else reference(ins[0], indices, *ins[1:], ref_dtype))
         out.backward(grad.to(out.dtype))
         runs[name] = [out.detach().float()] + [t.grad.float() for t in ins]
     for i, what in enumerate(("out", "x", "weights", "w_gate_up", "w_down")):
