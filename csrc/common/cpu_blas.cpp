@@ -61,7 +61,7 @@ bool direct_blas() {
 
 bool native_bf16() {
   static const bool hw = cpu_has_bf16();
-  if (!hw) return false;
+  if (!hw || !at::globalContext().userEnabledMkldnn()) return false;  // bf16 at::mm needs oneDNN
   const char* env = std::getenv("YL_CPU_BF16");
   return env == nullptr || std::strcmp(env, "0") != 0;
 }

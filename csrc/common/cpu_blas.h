@@ -18,8 +18,9 @@ bool direct_blas();
 
 // True when bf16 products should run in bf16: the CPU has AVX512-BF16, so oneDNN multiplies
 // bf16 natively (measured on a Zen 5 core: 460 GFLOP/s against 107 for sgemm; CPUs without it
-// emulate bf16 50-150x slower, and the kernels convert to fp32 there). YL_CPU_BF16=0 turns it
-// off (read on every call, so tests can exercise both paths).
+// emulate bf16 50-150x slower, and the kernels convert to fp32 there). YL_CPU_BF16=0 or
+// torch.backends.mkldnn.enabled = False turns it off (read on every call, so tests can exercise
+// both paths).
 bool native_bf16();
 
 // Row-major C [m, n] = op(A) @ op(B) with bf16 operands and a bf16 result (fp32 accumulation
