@@ -73,21 +73,17 @@ const float* expert_f32(const T* w, int64_t e, int64_t n, int64_t m) {
   }
 }
 
-// Gathers the x rows of sorted rows [row0, row0 + rows) into A [rows, H] (fp32).
-template <typename T>
-void gather_rows(const T* xp, const Routing& r, int64_t k, int64_t row0, int64_t rows, int64_t H, float* A) {
-  for (int64_t i = 0; i < rows; ++i) cpu::copy_to_f32(xp + r.slot[row0 + i] / k * H, A + i * H, H);
+// Gathers the x rows of sorted rows [row0, row0 + rows) into A [rows, H]: fp32, or x's own
+// dtype (no conversion) for the bf16 GEMMs.
+template <typename T, typename A_t>
+void gather_rows(const T* xp, const Routing& r, int64_t k, int64_t row0, int64_t rows, int64_t H, A_t* A) {
+  for (int64_t i = 0; i < rows; ++i) {
+    const T* src = xp + r.slot[row0 + i] / k * H;
+    if constexpr (std::is_same_v<T, A_t>) std::copy(src, src + H, A + i * H); else cpu::copy_to_f32(src, A + i * H, H);
+  }
 }
 
 using bf16 = at::BFloat16;
-
-// gather_rows without a conversion: the x rows of sorted rows [row0, row0 + rows) into bf16 A.
-void gather_rows_bf16(const bf16* xp, const Routing& r, int64_t k, int64_t row0, int64_t rows, int64_t H, bf16* A) {
-  for (int64_t i = 0; i < rows; ++i) {
-    const bf16* src = xp + r.slot[row0 + i] / k * H;
-    std::copy(src, src + H, A + i * H);
-  }
-}
 
 // One forward task with bf16 GEMMs (cpu::native_bf16): the products round to bf16 as torch.mm
 // does in bf16, SwiGLU runs in fp32; y (bf16 [rows, H]) receives the expert's output rows.
@@ -95,7 +91,7 @@ void forward_task_bf16(const bf16* xp, const bf16* wgu, const bf16* wd, const Ro
                        int64_t rows, int64_t H, int64_t I, float* h_keep, bf16* y) {
   const int64_t I2 = 2 * I;
   bf16 *A = cpu::scratch_bf16<0>(rows * H), *hb = cpu::scratch_bf16<1>(rows * I2), *ab = cpu::scratch_bf16<2>(rows * I);
-  gather_rows_bf16(xp, r, k, row0, rows, H, A);
+  gather_rows(xp, r, k, row0, rows, H, A);
   cpu::gemm_bf16(false, true, rows, I2, H, A, H, wgu, H, hb, I2);
   float* h = h_keep ? h_keep + row0 * I2 : cpu::scratch<2>(rows * I2);
   cpu::to_f32(hb, h, rows * I2);
@@ -203,8 +199,7 @@ void accumulate_bf16(const bf16* src, float* acc, int64_t n, bool first) {
   float* buf = cpu::scratch<9>(std::min<int64_t>(n, 4096));
   for (int64_t i0 = 0; i0 < n; i0 += 4096) {
     const int64_t m = std::min<int64_t>(4096, n - i0);
-    cpu::to_f32(src + i0, buf, m);
-    for (int64_t i = 0; i < m; ++i) acc[i0 + i] += buf[i];
+    cpu::axpy_f32(1.f, cpu::load_f32(src + i0, buf, m), acc + i0, m);
   }
 }
 
@@ -276,7 +271,7 @@ void backward(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& wei
           cpu::from_f32(G, Gb, rows * H);
           cpu::from_f32(a, ab, rows * I);
           cpu::from_f32(dh, dhb, rows * I2);
-          gather_rows_bf16(xp, r, k, row0, rows, H, Ab);
+          gather_rows(xp, r, k, row0, rows, H, Ab);
           cpu::gemm_bf16(true, false, H, I, rows, Gb, H, ab, I, out, I);
           accumulate_bf16(out, dWd, H * I, row0 == first);
           cpu::gemm_bf16(true, false, I2, H, rows, dhb, I2, Ab, H, out, H);

@@ -121,7 +121,8 @@ def test_bf16_autocast_training_on_the_cpu(data, tmp_path):
         assert cfg.autocast(torch.device("cpu")) == (precision == "bf16")
         model = pretrain(cfg, d, tmp_path / precision, tok.vocab_size, progress=False)
         assert all(p.dtype == torch.float32 for p in model.parameters())  # fp32 master weights
-        runs[precision] = [json.loads(x)["lm_loss"] for x in (tmp_path / precision / "metrics.jsonl").read_text().splitlines()]
+        rows = (tmp_path / precision / "metrics.jsonl").read_text().splitlines()
+        runs[precision] = [json.loads(x)["lm_loss"] for x in rows]
     assert runs["bf16"][-1] < runs["bf16"][0]
     assert runs["bf16"][0] == pytest.approx(runs["fp32"][0], rel=2e-2)  # same start, bf16 rounding apart
     assert PretrainConfig().autocast(torch.device("cpu")) is False  # auto: fp32 on the CPU

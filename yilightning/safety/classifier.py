@@ -283,12 +283,14 @@ def evaluate_classifier(clf: NgramClassifier, split: str = "iid", threshold: flo
 
 def default_path() -> Path:
     """Where the default classifier is cached: ``$YL_CACHE_DIR`` or ``~/.cache/yilightning``, under
-    a name that changes with the code it is trained from (this module and the corpus generator),
-    so an edit to either retrains it instead of loading a stale copy."""
-    from yilightning.safety import corpus
+    a name that changes with the code it is trained from (this module, the corpus generator, the
+    lexicon, the text normalisation, the taxonomy), so an edit to any of them retrains it instead of
+    loading a stale copy."""
+    from yilightning.safety import corpus, lexicon, taxonomy, text
 
     root = os.environ.get("YL_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "yilightning")
-    source = Path(__file__).read_bytes() + Path(corpus.__file__).read_bytes()
+    source = b"".join(Path(m.__file__).read_bytes() for m in (corpus, lexicon, taxonomy, text))
+    source += Path(__file__).read_bytes()
     return Path(root) / "safety" / f"classifier-v{_VERSION}-{hashlib.sha256(source).hexdigest()[:12]}.safetensors"
 
 
