@@ -31,3 +31,12 @@ def resolve_dtype(monkeypatch):
             return torch.bfloat16
         return dtype
     return resolve
+
+
+@pytest.fixture(params=["best", "avx2", "blas"])
+def skinny_isa(request, monkeypatch) -> str:
+    """Runs a test with each few-row CPU GEMM: the CPU's best skinny kernel, the AVX2 one (on an
+    AVX-512 CPU too) and none (the BLAS), through YL_CPU_SKINNY."""
+    if request.param != "best":
+        monkeypatch.setenv("YL_CPU_SKINNY", "avx2" if request.param == "avx2" else "0")
+    return request.param

@@ -1,5 +1,7 @@
 #include "common/cpu_blas.h"
 
+#include "common/cpu_skinny.h"
+
 #include <ATen/ATen.h>
 
 #include <cmath>
@@ -69,6 +71,8 @@ bool native_bf16() {
 void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const c10::BFloat16* a,
                int64_t lda, const c10::BFloat16* b, int64_t ldb, c10::BFloat16* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
+  if (!trans_a && trans_b && use_skinny(m, true))
+    return skinny_gemm_nt(m, n, k, a, lda, b, ldb, 1.f, 0.f, nullptr, c, ldc);
   const at::AutoDispatchBelowADInplaceOrView no_autograd;
   at::Tensor ct = matrix(c, m, n, ldc, false, at::kBFloat16);
   if (k == 0) {
@@ -81,6 +85,8 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, cons
 void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
               int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
+  if (!trans_a && trans_b && use_skinny(m, false))
+    return skinny_gemm_nt(m, n, k, a, lda, b, ldb, alpha, beta, nullptr, c, ldc);
   if (direct_blas()) {
     row_major_blas(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;

@@ -2,7 +2,9 @@
 // loops (attention blocks): C = alpha * op(A) @ op(B) + beta * C, single-threaded per call.
 // It calls the Fortran-interface sgemm_ of the BLAS that torch ships when that symbol is there
 // and passes a self-test, skipping the ~5 us of tensor/dispatcher overhead of at::mm per call;
-// otherwise it falls back to at::mm_out on tensor views.
+// otherwise it falls back to at::mm_out on tensor views. Products of at most kSkinnyRows rows
+// by a transposed B (C = A @ B^T: a token or a few against a weight) run the skinny kernels of
+// cpu_skinny.h instead, in both precisions.
 #pragma once
 #include <c10/util/BFloat16.h>
 

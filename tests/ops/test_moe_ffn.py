@@ -88,6 +88,17 @@ def test_bf16_within_twice_pytorch_bf16_error(resolve_dtype, T, H, E, k, I, dtyp
 
 
 @needs_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("T", [1, 3, 8])
+def test_few_tokens_with_each_skinny_kernel(skinny_isa, T, dtype):
+    # a decode step: each expert sees a row or a few, the products the skinny kernels take
+    args = problem(T, 40, 8, 3, 24, "cpu", dtype, seed=T)
+    with torch.no_grad():
+        out, _ = moe_ffn(*args)
+    tol = 2e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(out.float(), reference(*args), rtol=tol, atol=tol)
+
+
 def test_gradients_are_deterministic_across_thread_counts():
     args = problem(300, 32, 8, 3, 24, "cpu", seed=3)
     threads, runs = torch.get_num_threads(), []

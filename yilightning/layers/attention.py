@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from yilightning.layers.linear import Linear
 from yilightning.ops import append_kv, attention, decode_attention, rms_norm, rotary
 
 
@@ -131,10 +132,10 @@ class HybridAttention(nn.Module):
         self.head_dim = head_dim or hidden_size // num_heads
         self.window, self.owns_kv, self.rope_base = window, owns_kv, rope_base
         D = self.head_dim
-        self.q_proj = nn.Linear(hidden_size, num_heads * D, bias=bias)
-        self.k_proj = nn.Linear(hidden_size, num_kv_heads * D, bias=bias) if owns_kv else None
-        self.v_proj = nn.Linear(hidden_size, num_kv_heads * D, bias=bias) if owns_kv else None
-        self.o_proj = nn.Linear(num_heads * D, hidden_size, bias=bias)
+        self.q_proj = Linear(hidden_size, num_heads * D, bias=bias)
+        self.k_proj = Linear(hidden_size, num_kv_heads * D, bias=bias) if owns_kv else None
+        self.v_proj = Linear(hidden_size, num_kv_heads * D, bias=bias) if owns_kv else None
+        self.o_proj = Linear(num_heads * D, hidden_size, bias=bias)
         self.q_norm = RMSNorm(D, norm_eps) if qk_norm else None
         self.k_norm = RMSNorm(D, norm_eps) if qk_norm and owns_kv else None
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from yilightning.layers.linear import Linear
 from yilightning.ops import load_balance_losses, moe_ffn, route, swiglu
 
 
@@ -93,13 +94,13 @@ class MoE(nn.Module):
         self.loss_kwargs = dict(ep_size=ep_size, partitions=partitions, coef_st=coef_st, coef_ep=coef_ep,
                                 coef_pep=coef_pep)
         self.recompute = recompute
-        self.router = nn.Linear(hidden_size, num_experts, bias=False, **f)
+        self.router = Linear(hidden_size, num_experts, bias=False, **f)
         self.w_gate_up = nn.Parameter(torch.empty(num_experts, 2 * intermediate_size, hidden_size, **f))
         self.w_down = nn.Parameter(torch.empty(num_experts, hidden_size, intermediate_size, **f))
         self.register_buffer("expert_bias", torch.zeros(num_experts, device=device) if expert_bias else None)
         shared = num_shared_experts * intermediate_size
-        self.shared_gate_up = nn.Linear(hidden_size, 2 * shared, bias=False, **f) if shared else None
-        self.shared_down = nn.Linear(shared, hidden_size, bias=False, **f) if shared else None
+        self.shared_gate_up = Linear(hidden_size, 2 * shared, bias=False, **f) if shared else None
+        self.shared_down = Linear(shared, hidden_size, bias=False, **f) if shared else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from yilightning.layers import HybridAttention, LayerCache, MoE, RMSNorm, hybrid_schedule, kv_cache_bytes
+from yilightning.layers import HybridAttention, LayerCache, Linear, MoE, RMSNorm, hybrid_schedule, kv_cache_bytes
 from yilightning.model.config import YiLightningConfig
 from yilightning.ops import cross_entropy, swiglu
 
@@ -21,8 +21,8 @@ class DenseMLP(nn.Module):
 
     def __init__(self, hidden_size: int, intermediate_size: int) -> None:
         super().__init__()
-        self.gate_up = nn.Linear(hidden_size, 2 * intermediate_size, bias=False)
-        self.down = nn.Linear(intermediate_size, hidden_size, bias=False)
+        self.gate_up = Linear(hidden_size, 2 * intermediate_size, bias=False)
+        self.down = Linear(intermediate_size, hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down(swiglu(self.gate_up(x)))
@@ -118,7 +118,7 @@ class YiLightningForCausalLM(YiLightningPreTrainedModel):
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList(DecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.hidden_size, config.vocab_size, bias=False)
         self.gradient_checkpointing = False  # set by gradient_checkpointing_enable(): recompute attention
         self.post_init()
 

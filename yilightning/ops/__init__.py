@@ -22,6 +22,7 @@ from yilightning.ops.attention import (
 )
 from yilightning.ops.cross_entropy import cross_entropy, cross_entropy_reference
 from yilightning.ops.grouped_gemm import expert_ffn, grouped_gemm, grouped_gemm_reference, moe_ffn
+from yilightning.ops.linear import linear, linear_reference
 from yilightning.ops.permute import permute, permute_reference, unpermute, unpermute_reference
 from yilightning.ops.rmsnorm import rms_norm, rms_norm_reference
 from yilightning.ops.routing import load_balance_losses, route, route_reference, update_expert_bias
@@ -52,7 +53,8 @@ SPECS: dict[str, OpSpec] = {
 __all__ = [
     "OpSpec", "SPECS", "append_kv", "attention", "attention_reference", "cross_entropy", "cross_entropy_reference",
     "decode_attention",
-    "decode_attention_reference", "expert_ffn", "rotary", "rotary_reference", "grouped_gemm", "grouped_gemm_reference", "load_balance_losses",
+    "decode_attention_reference", "expert_ffn", "rotary", "rotary_reference", "grouped_gemm", "grouped_gemm_reference", "linear",
+    "linear_reference", "load_balance_losses",
     "moe_ffn", "permute", "rms_norm", "rms_norm_reference", "permute_reference", "route", "route_reference", "swiglu",
     "swiglu_reference", "unpermute", "unpermute_reference", "update_expert_bias",
 ]

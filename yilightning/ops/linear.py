@@ -1,0 +1,74 @@
+"""Linear layers for generation: ``x @ weight.T + bias``, as ``torch.nn.functional.linear``.
+
+A decode step multiplies one to eight token rows by every weight of the model. On the CPU the
+BLAS handles that poorly (torch's MKL reads a 256 x 256 fp32 weight at 12-17 GB/s for one row
+on a Zen 5 core), so inputs of at most ``SKINNY_ROWS`` rows run our skinny kernels (AVX-512 or
+AVX2, fp32 accumulation for fp32 and bf16): 2-5x faster there. Every other case - more rows,
+other devices, float16, no compiled extension - is ``F.linear`` itself, so training and GPUs
+run exactly what PyTorch runs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from yilightning import _ext
+from yilightning.ops._autocast import autocast_inputs
+
+SKINNY_ROWS = 8  # csrc/common/cpu_skinny.h: kSkinnyRows
+
+
+def _check(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+    if weight.dim() != 2 or x.dim() == 0 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: x must be [..., K] and weight [N, K], got {tuple(x.shape)} and "
+                         f"{tuple(weight.shape)}")
+    if x.dtype != weight.dtype or (bias is not None and bias.dtype != x.dtype):
+        raise TypeError(f"linear: x, weight and bias must share a dtype, got {x.dtype}, {weight.dtype} and "
+                        f"{None if bias is None else bias.dtype}; cast them (or run under torch.autocast)")
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ValueError(f"linear: bias must be [N] = [{weight.shape[0]}], got {tuple(bias.shape)}")
+
+
+def linear_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear`` in fp32 math, cast back to ``x``'s dtype: the ground truth in tests."""
+    _check(x, weight, bias)
+    return F.linear(x.float(), weight.float(), None if bias is None else bias.float()).to(x.dtype)
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x [..., K] @ weight [N, K]^T + bias [N]`` -> ``[..., N]``, differentiable in all three.
+
+    >>> import torch, yilightning
+    >>> yilightning.ops.linear(torch.randn(1, 16), torch.randn(4, 16)).shape
+    torch.Size([1, 4])
+    """
+    if x.device.type == "cpu" and x.numel() <= SKINNY_ROWS * x.shape[-1] and _ext.has_kernel("linear", "cpu"):
+        if torch.is_autocast_enabled("cpu"):  # as autocast runs F.linear: in the autocast dtype
+            x, weight = autocast_inputs(x.device, x, weight)
+            bias = None if bias is None else bias.to(x.dtype)
+        _check(x, weight, bias)
+        return _ext.call(torch.ops.yilightning.linear, x, weight, bias)
+    return F.linear(x, weight, bias)
+
+
+if _ext.module is not None:
+
+    @torch.library.register_fake("yilightning::linear")
+    def _linear_fake(x, weight, bias):  # noqa: ANN001
+        return x.new_empty((*x.shape[:-1], weight.shape[0]))
+
+    def _setup(ctx, inputs, output) -> None:  # noqa: ANN001
+        x, weight, bias = inputs
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+
+    def _backward(ctx, grad):  # noqa: ANN001, ANN202
+        x, weight = ctx.saved_tensors
+        g2 = grad.reshape(-1, grad.shape[-1])
+        dx = grad @ weight if ctx.needs_input_grad[0] else None
+        dw = g2.T @ x.reshape(-1, x.shape[-1]) if ctx.needs_input_grad[1] else None
+        db = g2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return dx, dw, db
+
+    torch.library.register_autograd("yilightning::linear", _backward, setup_context=_setup)
