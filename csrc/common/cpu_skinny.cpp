@@ -9,7 +9,8 @@
 #include <cstring>
 #include <vector>
 
-#if defined(__x86_64__) && defined(__GNUC__)
+// GCC's per-region target pragmas (clang builds take the BLAS for few-row products too).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #include <immintrin.h>
 #define YL_SKINNY_X86 1
 #endif
