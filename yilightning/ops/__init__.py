@@ -13,6 +13,7 @@ import torch
 
 from yilightning.ops import attention as _attention_mod
 from yilightning.ops import grouped_gemm as _gg_mod
+from yilightning.ops import linear as _linear_mod
 from yilightning.ops import rmsnorm as _rmsnorm_mod
 from yilightning.ops import routing as _routing_mod
 from yilightning.ops import swiglu as _swiglu_mod
@@ -46,6 +47,7 @@ SPECS: dict[str, OpSpec] = {
     "grouped_gemm": OpSpec("grouped_gemm", _gg_mod.check_fn(grouped_gemm), _gg_mod.check_fn(grouped_gemm_reference),
                            _gg_mod.example_inputs),
     "rms_norm": OpSpec("rms_norm", rms_norm, rms_norm_reference, _rmsnorm_mod.example_inputs),
+    "linear": OpSpec("linear", linear, linear_reference, _linear_mod.example_inputs),
     "attention": OpSpec("attention", _attention_mod.check_fn(attention), _attention_mod.check_fn(attention_reference),
                         _attention_mod.example_inputs),
 }

@@ -52,6 +52,14 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     return F.linear(x, weight, bias)
 
 
+
+def example_inputs(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """Odd-sized few-row inputs (the skinny path) for the self-check."""
+    x = torch.randn(2, 3, 97, device=device)
+    w = torch.randn(29, 97, device=device) / 97**0.5
+    return x.to(dtype), w.to(dtype), torch.randn(29, device=device).to(dtype)
+
+
 if _ext.module is not None:
 
     @torch.library.register_fake("yilightning::linear")
