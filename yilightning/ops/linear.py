@@ -43,14 +43,13 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     >>> yilightning.ops.linear(torch.randn(1, 16), torch.randn(4, 16)).shape
     torch.Size([1, 4])
     """
+    if torch.is_autocast_enabled(x.device.type):  # what autocast does to F.linear, done here
+        x, weight = autocast_inputs(x.device, x, weight)
+        bias = None if bias is None else bias.to(x.dtype)
+    _check(x, weight, bias)
     if x.device.type == "cpu" and x.numel() <= SKINNY_ROWS * x.shape[-1] and _ext.has_kernel("linear", "cpu"):
-        if torch.is_autocast_enabled("cpu"):  # as autocast runs F.linear: in the autocast dtype
-            x, weight = autocast_inputs(x.device, x, weight)
-            bias = None if bias is None else bias.to(x.dtype)
-        _check(x, weight, bias)
         return _ext.call(torch.ops.yilightning.linear, x, weight, bias)
     return F.linear(x, weight, bias)
-
 
 
 def example_inputs(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
