@@ -7,6 +7,7 @@
 #include <cmath>
 #include <vector>
 
+#include "common/cpu_alloc.h"
 #include "common/cpu_convert.h"
 #include "common/cpu_math.h"
 #include "cross_entropy/cross_entropy.h"
@@ -52,7 +53,7 @@ at::Tensor cross_entropy_backward_cpu(const at::Tensor& grad_in, const at::Tenso
   check_backward(grad_in, lse_in, logits_in, N);
   const at::Tensor x = logits_in.contiguous(), targets = targets_in.contiguous(), grad = grad_in.contiguous(),
                    lse = lse_in.contiguous();
-  at::Tensor dx = at::empty({N, V}, x.options());
+  at::Tensor dx = cpu::empty_huge({N, V}, x.options());  // [N, V]: often past 32 MiB
   const int64_t* tp = targets.const_data_ptr<int64_t>();
   const float *gp = grad.const_data_ptr<float>(), *sp = lse.const_data_ptr<float>();
   YL_DISPATCH_FLOAT(x.scalar_type(), "cross_entropy_backward_cpu", [&] {

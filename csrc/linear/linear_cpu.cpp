@@ -1,9 +1,11 @@
 // Linear on the CPU: up to cpu::kSkinnyRows rows of fp32 or bf16 run the skinny kernels, split
-// over the output columns; everything else is at::linear (the BLAS packs B and wins there).
+// over the output columns; everything else is the BLAS (it packs B and wins there), into an
+// output advised to use huge pages when it is large (an LM head over a prefill: cpu_alloc.h).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "common/cpu_alloc.h"
 #include "common/cpu_skinny.h"
 #include "linear/linear.h"
 
@@ -20,12 +22,18 @@ at::Tensor linear_cpu(const at::Tensor& x, const at::Tensor& weight, const std::
   check_inputs(x, weight, bias);
   TORCH_CHECK(x.device().is_cpu(), "linear: x must be a CPU tensor here, got ", x.device());
   const int64_t K = weight.size(1), N = weight.size(0);
-  const int64_t rows = K > 0 ? x.numel() / K : 0;
+  const int64_t rows = c10::multiply_integers(x.sizes().begin(), x.sizes().end() - 1);
   const bool skinny = rows >= 1 && K > 0 && (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16) &&
                       cpu::use_skinny(rows, x.scalar_type() == at::kBFloat16);
   if (!skinny) {
     const at::AutoDispatchBelowADInplaceOrView no_autograd;
-    return at::linear(x, weight, bias);
+    auto shape = x.sizes().vec();
+    shape.back() = N;
+    at::Tensor y = cpu::empty_huge(shape, x.options());
+    at::Tensor y2 = y.view({rows, N});
+    const at::Tensor x2 = x.reshape({rows, K});
+    if (bias.has_value()) at::addmm_out(y2, *bias, x2, weight.t()); else at::mm_out(y2, x2, weight.t());
+    return y;
   }
   const at::Tensor a = x.reshape({rows, K}).contiguous();
   const at::Tensor w = weight.stride(1) == 1 ? weight : weight.contiguous();

@@ -92,3 +92,15 @@ def test_bad_inputs():
         linear(x, torch.randn(4, 8, dtype=torch.bfloat16))
     with pytest.raises(ValueError, match=r"bias must be \[N\]"):
         linear(x, torch.randn(4, 8), torch.randn(5))
+
+
+def test_large_output_path_matches_f_linear():
+    # >= 32 MiB of output: the kernel writes it into memory advised to use huge pages
+    x, w, b = _inputs((2, 512), 8192, 24, torch.float32, bias=True, seed=4)
+    out = linear(x, w, b)
+    assert out.nbytes >= 32 << 20 and out.shape == (2, 512, 8192)
+    torch.testing.assert_close(out, F.linear(x, w, b), rtol=1e-5, atol=1e-5)
+    x.requires_grad_()
+    grad = torch.randn_like(out)
+    linear(x, w).backward(grad)
+    torch.testing.assert_close(x.grad, grad @ w, rtol=1e-5, atol=1e-4)
