@@ -3,9 +3,11 @@
 // with single-threaded fp32 BLAS calls (cpu::gemm_f32) and keeps the softmax state of its query
 // rows, so memory is O(N) and never an N x N matrix, and a sliding-window layer only visits the
 // key blocks inside the window: work O(N * W).
-// Backward recomputes the probabilities from the saved log-sum-exp: pass 1 owns (kv head, key
-// block) and accumulates dK, dV over all query heads of its group; pass 2 owns (head, query
-// block) and accumulates dQ. Every output row has one writer: deterministic, no atomics.
+// Backward recomputes the probabilities from the saved log-sum-exp. With many sequences (packed
+// training batches) a task owns a (sequence, kv head) and accumulates its dK, dV and dQ in one
+// pass; otherwise pass 1 owns (kv head, key block) and accumulates dK, dV over all query heads
+// of its group, and pass 2 owns (head, query block) and accumulates dQ. Every output row has one
+// writer that sums in a fixed order: deterministic for a given thread count, no atomics.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -115,6 +117,9 @@ std::tuple<at::Tensor, at::Tensor> attention_fwd_cpu(const at::Tensor& q_in, con
   return {out.to(q_in.scalar_type()), lse};
 }
 
+void dq_pass(const std::vector<int64_t>& cu, const Dims& d, const float* qp, const float* kp, const float* vp,
+             const float* dop, const float* lp, const float* dp, float* dqp, int64_t window, float scale);
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd_cpu(const at::Tensor& dout_in, const at::Tensor& q_in,
                                                                  const at::Tensor& k_in, const at::Tensor& v_in,
                                                                  const at::Tensor& out_in, const at::Tensor& lse_in,
@@ -129,7 +134,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd_cpu(const at::Tenso
                    lse = lse_in.contiguous();
   // delta_i = <dO_i, O_i> per (head, row): the softmax-backward correction.
   const at::Tensor delta = (dout * out_in.to(at::kFloat)).sum(-1).t().contiguous();  // (Hq, N)
-  at::Tensor dq = at::empty_like(q), dk = at::empty_like(k), dv = at::empty_like(v);
+  // One task per (sequence, kv head) when there are enough of them to keep every thread busy
+  // (packed training batches): it owns its dQ rows too, so each block's dS also gives its dQ
+  // term at once (5 block GEMMs instead of 7: no second pass recomputing P and dP). Otherwise
+  // (a few long sequences) pass 1 and pass 2 below split the work finer.
+  const auto seq_tasks = make_tasks(cu, d.Hk, std::max<int64_t>(d.N, 1));
+  const bool fused = static_cast<int64_t>(seq_tasks.size()) >= 2 * at::get_num_threads();
+  at::Tensor dq = fused ? at::zeros_like(q) : at::empty_like(q), dk = at::empty_like(k), dv = at::empty_like(v);
   const float scale = static_cast<float>(scale_d);
   const int64_t G = d.Hq / d.Hk, D = d.D, ldq = d.Hq * D, ldk = d.Hk * D, N = d.N;
   const float *qp = q.const_data_ptr<float>(), *kp = k.const_data_ptr<float>(), *vp = v.const_data_ptr<float>(),
@@ -137,12 +148,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd_cpu(const at::Tenso
               *dp = delta.const_data_ptr<float>();
   float *dqp = dq.mutable_data_ptr<float>(), *dkp = dk.mutable_data_ptr<float>(), *dvp = dv.mutable_data_ptr<float>();
 
-  // Pass 1: dK, dV for (kv head, key block), over the G query heads and the query rows that see it.
-  const auto ktasks = make_tasks(cu, d.Hk, BK);
-  cpu::run_dynamic(static_cast<int64_t>(ktasks.size()), [&](int64_t t) {
-    const Task task = ktasks[t];
-    const int64_t hk = task.h, j0 = task.r0, j1 = std::min(j0 + BK, task.s1), cols = j1 - j0;
-    const int64_t i_end = window > 0 ? std::min(task.s1, j1 - 1 + window) : task.s1;
+  // dK, dV of the key block [j0, j0 + BK) of sequence [s0, s1) and kv head hk, over the G query
+  // heads and the query rows that see it; with_dq: also add each block's dS K to dQ.
+  auto key_block = [&](int64_t s0, int64_t s1, int64_t hk, int64_t j0, bool with_dq) {
+    const int64_t j1 = std::min(j0 + BK, s1), cols = j1 - j0;
+    const int64_t i_end = window > 0 ? std::min(s1, j1 - 1 + window) : s1;
     float *P = cpu::scratch<0>(BQ * BK), *dP = cpu::scratch<1>(BQ * BK), *dK = cpu::scratch<2>(BK * D),
           *dV = cpu::scratch<3>(BK * D);
     std::fill(dK, dK + cols * D, 0.f);
@@ -151,22 +161,56 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd_cpu(const at::Tenso
     for (int64_t h = hk * G; h < (hk + 1) * G; ++h) {
       for (int64_t i0 = j0; i0 < i_end; i0 += BQ) {
         const int64_t rows = std::min(BQ, i_end - i0);
+        // Only the key columns some row of this query block sees: up to its last row (causal:
+        // the block on the diagonal sees half of them) and inside the window of its first.
+        const int64_t c0 = std::max<int64_t>(0, first_key(i0, s0, window) - j0);
+        const int64_t nc = std::min(cols, i0 + rows - j0) - c0;
+        if (nc <= 0) continue;
         const float *Q = qp + (i0 * d.Hq + h) * D, *dO = dop + (i0 * d.Hq + h) * D;
-        cpu::gemm_f32(false, true, rows, cols, D, scale, Q, ldq, K, ldk, 0.f, P, BK);
-        probabilities(P, rows, cols, i0, j0, task.s0, window, lp + h * N + i0);
-        cpu::gemm_f32(true, false, cols, D, rows, 1.f, P, BK, dO, ldq, 1.f, dV, D);
-        cpu::gemm_f32(false, true, rows, cols, D, 1.f, dO, ldq, V, ldk, 0.f, dP, BK);
-        for (int64_t r = 0; r < rows; ++r) softmax_grad(P + r * BK, dP + r * BK, cols, dp[h * N + i0 + r]);
-        cpu::gemm_f32(true, false, cols, D, rows, scale, dP, BK, Q, ldq, 1.f, dK, D);
+        cpu::gemm_f32(false, true, rows, nc, D, scale, Q, ldq, K + c0 * ldk, ldk, 0.f, P, BK);
+        probabilities(P, rows, nc, i0, j0 + c0, s0, window, lp + h * N + i0);
+        cpu::gemm_f32(true, false, nc, D, rows, 1.f, P, BK, dO, ldq, 1.f, dV + c0 * D, D);
+        cpu::gemm_f32(false, true, rows, nc, D, 1.f, dO, ldq, V + c0 * ldk, ldk, 0.f, dP, BK);
+        for (int64_t r = 0; r < rows; ++r) softmax_grad(P + r * BK, dP + r * BK, nc, dp[h * N + i0 + r]);
+        cpu::gemm_f32(true, false, nc, D, rows, scale, dP, BK, Q, ldq, 1.f, dK + c0 * D, D);
+        if (with_dq)  // key blocks come in order: a fixed summation order per dQ row
+          cpu::gemm_f32(false, false, rows, D, nc, scale, dP, BK, K + c0 * ldk, ldk, 1.f, dqp + (i0 * d.Hq + h) * D,
+                        ldq);
       }
     }
     for (int64_t c = 0; c < cols; ++c) {
       std::copy(dK + c * D, dK + (c + 1) * D, dkp + ((j0 + c) * d.Hk + hk) * D);
       std::copy(dV + c * D, dV + (c + 1) * D, dvp + ((j0 + c) * d.Hk + hk) * D);
     }
-  });
+  };
 
-  // Pass 2: dQ for (head, query block), over the key blocks it sees.
+  if (fused) {
+    std::vector<Task> order = seq_tasks;  // longest sequences first: the schedule ends evenly
+    std::stable_sort(order.begin(), order.end(),
+                     [](const Task& a, const Task& b) { return a.s1 - a.s0 > b.s1 - b.s0; });
+    cpu::run_dynamic(static_cast<int64_t>(order.size()), [&](int64_t t) {
+      const Task task = order[t];
+      for (int64_t j0 = task.s0; j0 < task.s1; j0 += BK) key_block(task.s0, task.s1, task.h, j0, true);
+    });
+  } else {
+    // Pass 1: dK, dV for (kv head, key block).
+    const auto ktasks = make_tasks(cu, d.Hk, BK);
+    cpu::run_dynamic(static_cast<int64_t>(ktasks.size()), [&](int64_t t) {
+      const Task task = ktasks[t];
+      key_block(task.s0, task.s1, task.h, task.r0, false);
+    });
+    // Pass 2: dQ for (head, query block), over the key blocks it sees.
+    dq_pass(cu, d, qp, kp, vp, dop, lp, dp, dqp, window, scale);
+  }
+  const auto dtype = q_in.scalar_type();
+  return {dq.to(dtype), dk.to(dtype), dv.to(dtype)};
+}
+
+// Backward pass 2 (several long sequences): dQ for (head, query block), over the key blocks
+// it sees, recomputing P and dP.
+void dq_pass(const std::vector<int64_t>& cu, const Dims& d, const float* qp, const float* kp, const float* vp,
+             const float* dop, const float* lp, const float* dp, float* dqp, int64_t window, float scale) {
+  const int64_t G = d.Hq / d.Hk, D = d.D, ldq = d.Hq * D, ldk = d.Hk * D, N = d.N;
   const auto qtasks = make_tasks(cu, d.Hq, BQ);
   cpu::run_dynamic(static_cast<int64_t>(qtasks.size()), [&](int64_t t) {
     const Task task = qtasks[t];
@@ -186,8 +230,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd_cpu(const at::Tenso
     for (int64_t r = 0; r < rows; ++r)
       std::copy(dQ + r * D, dQ + (r + 1) * D, dqp + ((i0 + r) * d.Hq + h) * D);
   });
-  const auto dtype = q_in.scalar_type();
-  return {dq.to(dtype), dk.to(dtype), dv.to(dtype)};
 }
 
 constexpr int64_t kSplit = 2048;  // keys per decode task (flash-decoding split)

@@ -73,12 +73,20 @@ def test_odd_head_dims_and_groups(device, lengths, window, hq, hk, d):
 @pytest.mark.parametrize("hq,hk,d", [(2, 2, 64), (4, 2, 128), (8, 1, 64)])
 @pytest.mark.parametrize("lengths,window", [([97], None), ([300], 64), ([5, 1, 33, 130, 2], None), ([200, 70], 16),
                                             ([129], 1)])
-def test_gradients_match_reference(device, lengths, window, hq, hk, d):
+@pytest.mark.parametrize("threads", [1, 8])
+def test_gradients_match_reference(device, lengths, window, hq, hk, d, threads):
+    # the CPU backward runs one pass per (sequence, kv head) when there are at least 2 such tasks
+    # per thread, two passes otherwise: 1 and 8 threads take each path for most of these shapes
     q, k, v, cu = packed(lengths, hq, hk, d, device, seed=1)
     grad = torch.randn_like(q)
     ours = [t.clone().requires_grad_() for t in (q, k, v)]
     refs = [t.clone().requires_grad_() for t in (q, k, v)]
-    attention(*ours, cu, window=window).backward(grad)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        attention(*ours, cu, window=window).backward(grad)
+    finally:
+        torch.set_num_threads(before)
     attention_reference(*refs, cu, window=window).backward(grad)
     for a, b in zip(ours, refs):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-4)
