@@ -14,6 +14,7 @@ from transformers import PreTrainedModel
 from yilightning.layers import HybridAttention, LayerCache, Linear, MoE, RMSNorm, hybrid_schedule, kv_cache_bytes
 from yilightning.model.config import YiLightningConfig
 from yilightning.ops import cross_entropy, swiglu
+from yilightning.ops._autocast import autocast_inputs
 
 
 class DenseMLP(nn.Module):
@@ -51,9 +52,14 @@ class DecoderLayer(nn.Module):
                            partitions=c.expert_partitions, coef_st=c.aux_coef_st, coef_ep=c.aux_coef_ep,
                            coef_pep=c.aux_coef_pep, recompute=c.recompute_experts)
 
+    def attn_input(self, x: torch.Tensor) -> torch.Tensor:
+        """attn_norm(x), in the autocast dtype under autocast: cast once here rather than by each
+        of the q/k/v projections (and once for the FFN's router, shared expert and experts)."""
+        return autocast_inputs(x.device, self.attn_norm(x))[0]
+
     def ffn(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """FFN residual branch: (out, aux losses [3] or None, tokens per expert or None)."""
-        h = self.ffn_norm(x)
+        h = autocast_inputs(x.device, self.ffn_norm(x))[0]
         if isinstance(self.mlp, MoE):
             o = self.mlp(h)
             return o.hidden, torch.stack([o.st, o.ep, o.pep]), o.tokens_per_expert
@@ -64,12 +70,22 @@ class DecoderLayer(nn.Module):
 class CausalLMOutput:
     """What ``YiLightningForCausalLM.forward`` returns."""
 
-    logits: torch.Tensor  # (..., vocab) fp32
+    head_output: torch.Tensor  # (..., vocab) the LM head's output: fp32, or bf16 under autocast
     loss: torch.Tensor | None = None  # lm_loss + aux_loss (when labels are given)
     lm_loss: torch.Tensor | None = None  # mean next-token cross-entropy over the labelled tokens
     aux_loss: torch.Tensor | None = None  # sum over layers of st + ep + pep (coefficients applied)
     aux_per_layer: torch.Tensor | None = None  # (MoE layers, 3): st, ep, pep of each MoE layer
     tokens_per_expert: list[torch.Tensor] = field(default_factory=list)  # one (E,) tensor per MoE layer
+    _logits: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def logits(self) -> torch.Tensor:
+        """(..., vocab) fp32 logits, converted from ``head_output`` on first access: a training
+        step that only reads the loss skips the conversion (under bf16 autocast a [N, V] fp32
+        copy, 13 ms of a tiny-preset step on the CPU)."""
+        if self._logits is None:
+            self._logits = self.head_output.float()
+        return self._logits
 
 
 @dataclass
@@ -165,10 +181,10 @@ class YiLightningForCausalLM(YiLightningPreTrainedModel):
             spec = layer.spec
             shared = None if spec.owns_kv else kvs[spec.kv_source]
             if self.gradient_checkpointing and self.training:
-                a, kv = torch.utils.checkpoint.checkpoint(layer.attn, layer.attn_norm(hidden), cu, pos, shared,
+                a, kv = torch.utils.checkpoint.checkpoint(layer.attn, layer.attn_input(hidden), cu, pos, shared,
                                                           use_reentrant=False)
             else:
-                a, kv = layer.attn(layer.attn_norm(hidden), cu, pos, shared)
+                a, kv = layer.attn(layer.attn_input(hidden), cu, pos, shared)
             hidden = hidden + a
             if spec.owns_kv:
                 kvs[i] = kv
@@ -205,8 +221,7 @@ class YiLightningForCausalLM(YiLightningPreTrainedModel):
             raise ValueError(f"input_ids must lie in [0, vocab_size={self.config.vocab_size})")
         hidden, aux, counts = self._run_layers(self.embed_tokens(ids), cu, pos, cache)
         raw = self.lm_head(hidden)  # (N, V), bf16 under autocast
-        logits = raw.float()
-        out = CausalLMOutput(logits=logits.view(*shape, -1), tokens_per_expert=counts)
+        out = CausalLMOutput(head_output=raw.view(*shape, -1), tokens_per_expert=counts)
         if aux:
             out.aux_per_layer = torch.stack(aux)
             out.aux_loss = out.aux_per_layer.sum()
@@ -243,7 +258,7 @@ class YiLightningForCausalLM(YiLightningPreTrainedModel):
         hidden = self.embed_tokens(tokens)  # (B, H)
         for i, layer in enumerate(self.layers):
             layer_cache = cache.layers[i if layer.spec.owns_kv else layer.spec.kv_source]
-            hidden = hidden + layer.attn.step(layer.attn_norm(hidden), positions, layer_cache)
+            hidden = hidden + layer.attn.step(layer.attn_input(hidden), positions, layer_cache)
             hidden = hidden + layer.ffn(hidden)[0]
         return self.lm_head(self.norm(hidden)).float()
 
