@@ -134,12 +134,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd_cpu(const at::Tenso
                    lse = lse_in.contiguous();
   // delta_i = <dO_i, O_i> per (head, row): the softmax-backward correction.
   const at::Tensor delta = (dout * out_in.to(at::kFloat)).sum(-1).t().contiguous();  // (Hq, N)
-  // One task per (sequence, kv head) when there are enough of them to keep every thread busy
-  // (packed training batches): it owns its dQ rows too, so each block's dS also gives its dQ
-  // term at once (5 block GEMMs instead of 7: no second pass recomputing P and dP). Otherwise
-  // (a few long sequences) pass 1 and pass 2 below split the work finer.
+  // One task per (sequence, kv head) when there are enough of them to keep every thread busy and
+  // none is more than a thread's share of the work (packed training batches): it owns its dQ rows
+  // too, so each block's dS also gives its dQ term at once (5 block GEMMs instead of 7: no second
+  // pass recomputing P and dP). Otherwise (a few long sequences, or one long one among short
+  // ones) pass 1 and pass 2 below split the work finer.
   const auto seq_tasks = make_tasks(cu, d.Hk, std::max<int64_t>(d.N, 1));
-  const bool fused = static_cast<int64_t>(seq_tasks.size()) >= 2 * at::get_num_threads();
+  const int64_t threads = at::get_num_threads();
+  double work = 0, largest = 0;  // a sequence of L tokens: ~L * min(L, window) scores per head
+  for (const Task& t : seq_tasks) {
+    const double L = static_cast<double>(t.s1 - t.s0), w = window > 0 ? std::min<double>(L, window) : L;
+    work += L * w;
+    largest = std::max(largest, L * w);
+  }
+  const bool fused = static_cast<int64_t>(seq_tasks.size()) >= 2 * threads && largest * threads <= work;
   at::Tensor dq = fused ? at::zeros_like(q) : at::empty_like(q), dk = at::empty_like(k), dv = at::empty_like(v);
   const float scale = static_cast<float>(scale_d);
   const int64_t G = d.Hq / d.Hk, D = d.D, ldq = d.Hq * D, ldk = d.Hk * D, N = d.N;

@@ -23,7 +23,8 @@ constexpr int64_t kSkinnyRows = 8;
 bool use_skinny(int64_t m, bool bf16);
 
 // True when a skinny kernel runs here: x86-64 with AVX2 + FMA at least, and YL_CPU_SKINNY is
-// not "0" (read on every call; "avx2" caps an AVX-512 CPU at the AVX2 kernel, for tests).
+// not "0" (read on every call, so change it only while no kernel runs; "avx2" caps an AVX-512
+// CPU at the AVX2 kernel, for tests).
 bool skinny_enabled();
 // "avx512", "avx2" or "none": the kernel skinny_gemm_nt runs now (reported by build_info).
 const char* skinny_isa();

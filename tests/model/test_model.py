@@ -52,6 +52,19 @@ def test_loss_is_next_token_within_each_sequence():
     assert all(p.grad is not None for n, p in model.named_parameters() if "expert_bias" not in n)
 
 
+def test_logits_read_under_no_grad_stay_differentiable_later():
+    model = tiny()
+    ids = torch.randint(0, 512, (1, 7))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(ids)
+    assert out.head_output.dtype == torch.bfloat16
+    with torch.no_grad():
+        first = out.logits.argmax(-1)  # e.g. a metric, before any loss
+    assert out.logits.dtype == torch.float32 and torch.equal(out.logits.argmax(-1), first)
+    out.logits.float().logsumexp(-1).sum().backward()
+    assert model.lm_head.weight.grad is not None
+
+
 def test_training_step_and_generation_under_bf16_autocast(device):
     """The trainer runs GPU forwards under bf16 autocast: autocast linears hand our ops bf16
     beside the norms' fp32, and the GEMM-like ops cast to the autocast dtype like torch's own."""

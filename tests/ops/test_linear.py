@@ -104,3 +104,10 @@ def test_large_output_path_matches_f_linear():
     grad = torch.randn_like(out)
     linear(x, w).backward(grad)
     torch.testing.assert_close(x.grad, grad @ w, rtol=1e-5, atol=1e-4)
+
+
+def test_float64_and_autocast_take_f_linear():
+    x, w, b = _inputs((2,), 9, 20, torch.float64, bias=True)
+    torch.testing.assert_close(linear(x, w, b), F.linear(x, w, b))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # mixed dtypes are autocast's to resolve
+        assert linear(x.float().bfloat16(), w.float(), b.float()).dtype == torch.bfloat16

@@ -87,7 +87,6 @@ def test_bf16_within_twice_pytorch_bf16_error(resolve_dtype, T, H, E, k, I, dtyp
         assert err <= 2 * torch_err + 1e-3 * exact.norm() + 1e-6, (what, float(err), float(torch_err))
 
 
-@needs_ext
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("T", [1, 3, 8])
 def test_few_tokens_with_each_skinny_kernel(skinny_isa, T, dtype):
@@ -99,6 +98,7 @@ def test_few_tokens_with_each_skinny_kernel(skinny_isa, T, dtype):
     torch.testing.assert_close(out.float(), reference(*args), rtol=tol, atol=tol)
 
 
+@needs_ext
 def test_gradients_are_deterministic_across_thread_counts():
     args = problem(300, 32, 8, 3, 24, "cpu", seed=3)
     threads, runs = torch.get_num_threads(), []

@@ -76,16 +76,21 @@ class CausalLMOutput:
     aux_loss: torch.Tensor | None = None  # sum over layers of st + ep + pep (coefficients applied)
     aux_per_layer: torch.Tensor | None = None  # (MoE layers, 3): st, ep, pep of each MoE layer
     tokens_per_expert: list[torch.Tensor] = field(default_factory=list)  # one (E,) tensor per MoE layer
-    _logits: torch.Tensor | None = field(default=None, repr=False)
+    _logits: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def logits(self) -> torch.Tensor:
-        """(..., vocab) fp32 logits, converted from ``head_output`` on first access: a training
-        step that only reads the loss skips the conversion (under bf16 autocast a [N, V] fp32
-        copy, 13 ms of a tiny-preset step on the CPU)."""
-        if self._logits is None:
-            self._logits = self.head_output.float()
-        return self._logits
+        """(..., vocab) fp32 logits, converted from ``head_output`` when read: a training step
+        that only reads the loss skips the conversion (under bf16 autocast a [N, V] fp32 copy,
+        13 ms of a tiny-preset step on the CPU). Kept after the first read, except while
+        ``head_output`` takes part in autograd (so each read is differentiable, whatever the grad
+        mode of the first)."""
+        if self._logits is not None:
+            return self._logits
+        logits = self.head_output.float()
+        if not self.head_output.requires_grad:
+            self._logits = logits
+        return logits
 
 
 @dataclass

@@ -7,7 +7,8 @@ AVX2, fp32 accumulation for fp32 and bf16): 2-5x faster there. Outputs of 32 MiB
 the CPU (the LM head over a prefill or a training batch) are written into memory advised to use
 huge pages: 64 page faults instead of 32K for a 128 MiB output, 116 -> 84 ms for the tiny
 preset's LM head over 8 x 512 tokens. Every other case - other shapes, other devices, no
-compiled extension - is ``F.linear`` itself, so GPUs run exactly what PyTorch runs.
+compiled extension, float64, under ``torch.autocast`` - is ``F.linear`` itself, so GPUs run
+exactly what PyTorch runs.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from yilightning import _ext
-from yilightning.ops._autocast import autocast_inputs
 
 SKINNY_ROWS = 8  # csrc/common/cpu_skinny.h: kSkinnyRows
 HUGE_BYTES = 32 << 20  # csrc/common/cpu_alloc.h: kHugeBytes
+_KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 def _check(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
@@ -46,13 +47,13 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     >>> yilightning.ops.linear(torch.randn(1, 16), torch.randn(4, 16)).shape
     torch.Size([1, 4])
     """
-    if torch.is_autocast_enabled(x.device.type):  # what autocast does to F.linear, done here
-        x, weight = autocast_inputs(x.device, x, weight)
-        bias = None if bias is None else bias.to(x.dtype)
+    if torch.is_autocast_enabled(x.device.type):  # autocast casts F.linear's weights once a region
+        return F.linear(x, weight, bias)
     _check(x, weight, bias)
     if x.device.type == "cpu" and _ext.has_kernel("linear", "cpu"):
         rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
-        if rows <= SKINNY_ROWS or rows * weight.shape[0] * x.element_size() >= HUGE_BYTES:
+        few = rows <= SKINNY_ROWS and x.dtype in (torch.float32, torch.bfloat16)
+        if few or (rows * weight.shape[0] * x.element_size() >= HUGE_BYTES and x.dtype in _KERNEL_DTYPES):
             return _ext.call(torch.ops.yilightning.linear, x, weight, bias)
     return F.linear(x, weight, bias)
 
