@@ -3,9 +3,9 @@
 // one to eight token rows by every weight of the model, and an expert sees a token or two.
 // BLAS packs B for a tiled kernel first and, measured on a Zen 5 core with torch's MKL, reads
 // a 256 x 256 fp32 weight at 12-17 GB/s for one row; these kernels stream B once with many
-// rows' dot products in flight (AVX-512 or AVX2 + FMA, picked at load time) and reduce the
-// accumulators of a tile together: 50-95 GB/s, 2-3.5x faster at 1-4 rows. fp32 accumulation
-// for fp32 and bf16 operands.
+// rows' dot products in flight (AVX-512 or AVX2 + FMA, picked at load time), prefetch it and
+// reduce the accumulators of a tile together: 30-45 GB/s from memory (the machine reads 37-40),
+// 1.65-5.5x F.linear at 1-4 rows (bench/bench_linear.py). fp32 accumulation for fp32 and bf16.
 #pragma once
 #include <c10/util/BFloat16.h>
 
