@@ -117,9 +117,6 @@ std::tuple<at::Tensor, at::Tensor> attention_fwd_cpu(const at::Tensor& q_in, con
   return {out.to(q_in.scalar_type()), lse};
 }
 
-void dq_pass(const std::vector<int64_t>& cu, const Dims& d, const float* qp, const float* kp, const float* vp,
-             const float* dop, const float* lp, const float* dp, float* dqp, int64_t window, float scale);
-
 std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd_cpu(const at::Tensor& dout_in, const at::Tensor& q_in,
                                                                  const at::Tensor& k_in, const at::Tensor& v_in,
                                                                  const at::Tensor& out_in, const at::Tensor& lse_in,
@@ -207,37 +204,29 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd_cpu(const at::Tenso
       const Task task = ktasks[t];
       key_block(task.s0, task.s1, task.h, task.r0, false);
     });
-    // Pass 2: dQ for (head, query block), over the key blocks it sees.
-    dq_pass(cu, d, qp, kp, vp, dop, lp, dp, dqp, window, scale);
+    // Pass 2: dQ for (head, query block), over the key blocks it sees, recomputing P and dP.
+    const auto qtasks = make_tasks(cu, d.Hq, BQ);
+    cpu::run_dynamic(static_cast<int64_t>(qtasks.size()), [&](int64_t t) {
+      const Task task = qtasks[t];
+      const int64_t h = task.h, hk = h / G, i0 = task.r0, i1 = std::min(i0 + BQ, task.s1), rows = i1 - i0;
+      float *P = cpu::scratch<0>(BQ * BK), *dP = cpu::scratch<1>(BQ * BK), *dQ = cpu::scratch<2>(BQ * D);
+      std::fill(dQ, dQ + rows * D, 0.f);
+      const float *Q = qp + (i0 * d.Hq + h) * D, *dO = dop + (i0 * d.Hq + h) * D;
+      for (int64_t j0 = first_key(i0, task.s0, window); j0 < i1; j0 += BK) {
+        const int64_t cols = std::min(BK, i1 - j0);
+        const float *K = kp + (j0 * d.Hk + hk) * D, *V = vp + (j0 * d.Hk + hk) * D;
+        cpu::gemm_f32(false, true, rows, cols, D, scale, Q, ldq, K, ldk, 0.f, P, BK);
+        probabilities(P, rows, cols, i0, j0, task.s0, window, lp + h * N + i0);
+        cpu::gemm_f32(false, true, rows, cols, D, 1.f, dO, ldq, V, ldk, 0.f, dP, BK);
+        for (int64_t r = 0; r < rows; ++r) softmax_grad(P + r * BK, dP + r * BK, cols, dp[h * N + i0 + r]);
+        cpu::gemm_f32(false, false, rows, D, cols, scale, dP, BK, K, ldk, 1.f, dQ, D);
+      }
+      for (int64_t r = 0; r < rows; ++r)
+        std::copy(dQ + r * D, dQ + (r + 1) * D, dqp + ((i0 + r) * d.Hq + h) * D);
+    });
   }
   const auto dtype = q_in.scalar_type();
   return {dq.to(dtype), dk.to(dtype), dv.to(dtype)};
-}
-
-// Backward pass 2 (several long sequences): dQ for (head, query block), over the key blocks
-// it sees, recomputing P and dP.
-void dq_pass(const std::vector<int64_t>& cu, const Dims& d, const float* qp, const float* kp, const float* vp,
-             const float* dop, const float* lp, const float* dp, float* dqp, int64_t window, float scale) {
-  const int64_t G = d.Hq / d.Hk, D = d.D, ldq = d.Hq * D, ldk = d.Hk * D, N = d.N;
-  const auto qtasks = make_tasks(cu, d.Hq, BQ);
-  cpu::run_dynamic(static_cast<int64_t>(qtasks.size()), [&](int64_t t) {
-    const Task task = qtasks[t];
-    const int64_t h = task.h, hk = h / G, i0 = task.r0, i1 = std::min(i0 + BQ, task.s1), rows = i1 - i0;
-    float *P = cpu::scratch<0>(BQ * BK), *dP = cpu::scratch<1>(BQ * BK), *dQ = cpu::scratch<2>(BQ * D);
-    std::fill(dQ, dQ + rows * D, 0.f);
-    const float *Q = qp + (i0 * d.Hq + h) * D, *dO = dop + (i0 * d.Hq + h) * D;
-    for (int64_t j0 = first_key(i0, task.s0, window); j0 < i1; j0 += BK) {
-      const int64_t cols = std::min(BK, i1 - j0);
-      const float *K = kp + (j0 * d.Hk + hk) * D, *V = vp + (j0 * d.Hk + hk) * D;
-      cpu::gemm_f32(false, true, rows, cols, D, scale, Q, ldq, K, ldk, 0.f, P, BK);
-      probabilities(P, rows, cols, i0, j0, task.s0, window, lp + h * N + i0);
-      cpu::gemm_f32(false, true, rows, cols, D, 1.f, dO, ldq, V, ldk, 0.f, dP, BK);
-      for (int64_t r = 0; r < rows; ++r) softmax_grad(P + r * BK, dP + r * BK, cols, dp[h * N + i0 + r]);
-      cpu::gemm_f32(false, false, rows, D, cols, scale, dP, BK, K, ldk, 1.f, dQ, D);
-    }
-    for (int64_t r = 0; r < rows; ++r)
-      std::copy(dQ + r * D, dQ + (r + 1) * D, dqp + ((i0 + r) * d.Hq + h) * D);
-  });
 }
 
 constexpr int64_t kSplit = 2048;  // keys per decode task (flash-decoding split)

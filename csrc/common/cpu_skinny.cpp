@@ -27,6 +27,7 @@ inline void put(bf16* c, float v) { *c = bf16(v); }
 
 #ifdef YL_SKINNY_X86
 #define YL_INLINE __attribute__((always_inline)) inline
+#define YL_INLINE_LAMBDA __attribute__((always_inline))  // on a lambda's call operator
 
 // Each instruction set: a vector type V and the kernel (cpu_skinny_kernel.inc) compiled for it.
 // A tile of V::kTile accumulators (one per (row, column) pair) is reduced by V::reduce into one

@@ -25,11 +25,11 @@ at::Tensor linear_cpu(const at::Tensor& x, const at::Tensor& weight, const std::
   const int64_t rows = c10::multiply_integers(x.sizes().begin(), x.sizes().end() - 1);
   const bool skinny = rows >= 1 && K > 0 && (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16) &&
                       cpu::use_skinny(rows, x.scalar_type() == at::kBFloat16);
+  auto shape = x.sizes().vec();
+  shape.back() = N;
+  at::Tensor y = cpu::empty_huge(shape, x.options());  // huge pages from 32 MiB up
   if (!skinny) {
     const at::AutoDispatchBelowADInplaceOrView no_autograd;
-    auto shape = x.sizes().vec();
-    shape.back() = N;
-    at::Tensor y = cpu::empty_huge(shape, x.options());
     at::Tensor y2 = y.view({rows, N});
     const at::Tensor x2 = x.reshape({rows, K});
     if (bias.has_value()) at::addmm_out(y2, *bias, x2, weight.t()); else at::mm_out(y2, x2, weight.t());
@@ -38,9 +38,6 @@ at::Tensor linear_cpu(const at::Tensor& x, const at::Tensor& weight, const std::
   const at::Tensor a = x.reshape({rows, K}).contiguous();
   const at::Tensor w = weight.stride(1) == 1 ? weight : weight.contiguous();
   const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
-  auto shape = x.sizes().vec();
-  shape.back() = N;
-  at::Tensor y = at::empty(shape, x.options());
   auto run = [&](auto tag) {
     using T = decltype(tag);
     const T* ap = a.const_data_ptr<T>();
