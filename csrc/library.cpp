@@ -56,6 +56,6 @@ TORCH_LIBRARY(yilightning, m) {
         tags);
   // Rotary embedding of x [..., T, H, D] at positions [..., T] (rotate-half); inverse = -angle.
   m.def("rotary(Tensor x, Tensor positions, float base, bool inverse) -> Tensor", tags);
-  // x [..., K] @ weight [N, K]^T (+ bias [N]), as F.linear: a CPU kernel for few rows (decode).
+  // x [..., K] @ weight [N, K]^T (+ bias [N]), as F.linear: CPU kernels for few rows (decode) and fp32.
   m.def("linear(Tensor x, Tensor weight, Tensor? bias) -> Tensor", tags);
 }

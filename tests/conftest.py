@@ -40,3 +40,11 @@ def skinny_isa(request, monkeypatch) -> str:
     if request.param != "best":
         monkeypatch.setenv("YL_CPU_SKINNY", "avx2" if request.param == "avx2" else "0")
     return request.param
+
+
+@pytest.fixture(params=["tiled", "blas"])
+def cpu_gemm(request, monkeypatch) -> str:
+    """Runs a test with each fp32 CPU GEMM through YL_CPU_GEMM: our tiled AVX-512 kernel (forced on
+    any CPU with AVX-512; the BLAS where there is none) and the BLAS."""
+    monkeypatch.setenv("YL_CPU_GEMM", "blas" if request.param == "blas" else "avx512")
+    return request.param

@@ -37,6 +37,7 @@ def build_info() -> dict[str, Any]:
         "sm90_kernels": bool(compiled.get("sm90_kernels")),
         "cpu_direct_blas": bool(compiled.get("cpu_direct_blas")),
         "cpu_native_bf16": bool(compiled.get("cpu_native_bf16")),
+        "cpu_gemm": compiled.get("cpu_gemm") or "blas",
         "cpu_skinny": compiled.get("cpu_skinny") or "none",
         "ops": {op: {dev: _ext.has_kernel(op, dev) for dev in ("cpu", "cuda")} for op in _ext.op_names()},
         "omp_threads": torch.get_num_threads(),
@@ -60,7 +61,9 @@ def format_build_info(info: dict[str, Any]) -> str:
             + (f" (CUDA {info['cuda_version']}, archs {info['cuda_archs']})" if info["cuda_kernels_compiled"] else ""),
             f"CUTLASS          {info['cutlass_version'] or 'not found'}"
             + (" (Hopper TMA/WGMMA grouped GEMM compiled)" if info["sm90_kernels"] else ""),
-            f"CPU GEMMs        BLAS {'direct' if info['cpu_direct_blas'] else 'through at::mm'}, bf16 "
+            f"CPU GEMMs        fp32 "
+            + ("our tiled AVX-512 kernel" if info["cpu_gemm"] == "avx512" else
+               f"BLAS {'direct' if info['cpu_direct_blas'] else 'through at::mm'}") + ", bf16 "
             + ("native (AVX512-BF16)" if info["cpu_native_bf16"] else "converted to fp32")
             + f", few-row products {info['cpu_skinny'] if info['cpu_skinny'] != 'none' else 'by the BLAS'}",
         ]

@@ -1,11 +1,15 @@
 // Linear on the CPU: up to cpu::kSkinnyRows rows of fp32 or bf16 run the skinny kernels, split
-// over the output columns; everything else is the BLAS (it packs B and wins there), into an
-// output advised to use huge pages when it is large (an LM head over a prefill: cpu_alloc.h).
+// over the output columns; more fp32 rows run our tiled GEMM (cpu_gemm.h) where it is on, split
+// over the threads; everything else is the BLAS. Large outputs (an LM head over a prefill) go
+// into memory advised to use huge pages (cpu_alloc.h).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
+
 #include "common/cpu_alloc.h"
+#include "common/cpu_gemm.h"
 #include "common/cpu_skinny.h"
 #include "linear/linear.h"
 
@@ -18,6 +22,23 @@ int64_t column_grain(int64_t rows, int64_t k) {
   return std::max<int64_t>(16, (cols + 15) / 16 * 16);
 }
 
+// A 2-D fp32 operand as (pointer, transposed, leading dimension) for the GEMM: row-major or
+// column-major views are read in place, anything else is copied first (into `keep`).
+struct Operand {
+  const float* p;
+  bool trans;
+  int64_t ld;
+};
+Operand operand(const at::Tensor& t, at::Tensor& keep) {
+  const int64_t r = t.size(0), c = t.size(1);
+  if (t.stride(1) == 1 && (r <= 1 || t.stride(0) >= c))
+    return {t.const_data_ptr<float>(), false, std::max({t.stride(0), c, int64_t{1}})};
+  if (t.stride(0) == 1 && (c <= 1 || t.stride(1) >= r))
+    return {t.const_data_ptr<float>(), true, std::max({t.stride(1), r, int64_t{1}})};
+  keep = t.contiguous();
+  return {keep.const_data_ptr<float>(), false, std::max(c, int64_t{1})};
+}
+
 at::Tensor linear_cpu(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
   check_inputs(x, weight, bias);
   TORCH_CHECK(x.device().is_cpu(), "linear: x must be a CPU tensor here, got ", x.device());
@@ -28,6 +49,16 @@ at::Tensor linear_cpu(const at::Tensor& x, const at::Tensor& weight, const std::
   auto shape = x.sizes().vec();
   shape.back() = N;
   at::Tensor y = cpu::empty_huge(shape, x.options());  // huge pages from 32 MiB up
+  if (!skinny && x.scalar_type() == at::kFloat && cpu::tiled_enabled() && rows > 0) {
+    // y = x @ weight^T: A = x [rows, K], B = weight^T [K, N] (weight^T of a transposed view is
+    // row-major: backward passes weight.t() and x.t() here without copies).
+    at::Tensor xk, wk;
+    const Operand a = operand(x.reshape({rows, K}), xk), w = operand(weight, wk);
+    const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
+    cpu::parallel_gemm_f32(a.trans, !w.trans, rows, N, K, a.p, a.ld, w.p, w.ld,
+                           b.defined() ? b.const_data_ptr<float>() : nullptr, y.mutable_data_ptr<float>(), N);
+    return y;
+  }
   if (!skinny) {
     const at::AutoDispatchBelowADInplaceOrView no_autograd;
     at::Tensor y2 = y.view({rows, N});

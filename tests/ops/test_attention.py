@@ -34,7 +34,7 @@ CASES = [
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("hq,hk,d", [(2, 2, 64), (4, 2, 128), (8, 1, 64)])
 @pytest.mark.parametrize("lengths,window", CASES)
-def test_forward_matches_reference(device, lengths, window, hq, hk, d, dtype):
+def test_forward_matches_reference(device, cpu_gemm, lengths, window, hq, hk, d, dtype):
     q, k, v, cu = packed(lengths, hq, hk, d, device, dtype)
     out = attention(q, k, v, cu, window=window)
     ref = attention_reference(q.float(), k.float(), v.float(), cu, window=window)
@@ -74,7 +74,7 @@ def test_odd_head_dims_and_groups(device, lengths, window, hq, hk, d):
 @pytest.mark.parametrize("lengths,window", [([97], None), ([300], 64), ([5, 1, 33, 130, 2], None), ([200, 70], 16),
                                             ([129], 1)])
 @pytest.mark.parametrize("threads", [1, 8])
-def test_gradients_match_reference(device, lengths, window, hq, hk, d, threads):
+def test_gradients_match_reference(device, cpu_gemm, lengths, window, hq, hk, d, threads):
     # the CPU backward runs one pass per (sequence, kv head) when there are at least 2 such tasks
     # per thread, two passes otherwise: 1 and 8 threads take each path for most of these shapes
     q, k, v, cu = packed(lengths, hq, hk, d, device, seed=1)

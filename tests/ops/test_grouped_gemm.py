@@ -40,7 +40,7 @@ def yardstick(a, b, gs, trans_b):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, BF16_VIA_FP32, torch.float16])
 @pytest.mark.parametrize("trans_b", [False, True])
 @pytest.mark.parametrize("sizes,K,N", CASES)
-def test_forward_matches_reference(device, resolve_dtype, sizes, K, N, trans_b, dtype):
+def test_forward_matches_reference(device, cpu_gemm, resolve_dtype, sizes, K, N, trans_b, dtype):
     dtype = resolve_dtype(dtype)
     a, b, gs = operands(sizes, K, N, trans_b, dtype, device)
     out = grouped_gemm(a, b, gs, trans_b=trans_b)
@@ -56,7 +56,7 @@ def test_forward_matches_reference(device, resolve_dtype, sizes, K, N, trans_b, 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, BF16_VIA_FP32])
 @pytest.mark.parametrize("trans_b", [False, True])
 @pytest.mark.parametrize("sizes,K,N", CASES[:5])
-def test_gradients_match_reference(device, resolve_dtype, sizes, K, N, trans_b, dtype):
+def test_gradients_match_reference(device, cpu_gemm, resolve_dtype, sizes, K, N, trans_b, dtype):
     dtype = resolve_dtype(dtype)
     a, b, gs = operands(sizes, K, N, trans_b, dtype, device, seed=1)
     a.requires_grad_(), b.requires_grad_()

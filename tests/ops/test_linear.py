@@ -20,7 +20,7 @@ def _inputs(lead, n, k, dtype, bias, seed=0):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("lead", [(1,), (2,), (3,), (5,), (7,), (8,), (2, 4), (9,), (33,), (0,)])
 @pytest.mark.parametrize("n,k", [(1, 1), (7, 97), (97, 7), (1000, 256), (16, 33)])
-def test_matches_reference(skinny_isa, lead, n, k, dtype):
+def test_matches_reference(skinny_isa, cpu_gemm, lead, n, k, dtype):
     x, w, b = _inputs(lead, n, k, dtype, bias=n % 2 == 1)
     out, ref = linear(x, w, b), linear_reference(x, w, b)
     assert out.shape == (*lead, n) and out.dtype == dtype
@@ -34,15 +34,28 @@ def test_matches_reference(skinny_isa, lead, n, k, dtype):
         assert (out.double() - exact).abs().max() <= 2 * torch_err + 1e-3
 
 
-def test_strided_inputs(skinny_isa):
+def test_strided_inputs(skinny_isa, cpu_gemm):
     g = torch.Generator().manual_seed(3)
     x = torch.randn(4, 2, 70, generator=g)[:, 0, :64]  # rows 140 floats apart
     w = torch.randn(64, 50, generator=g).t()  # [50, 64] with column stride 50: not row-contiguous
     torch.testing.assert_close(linear(x, w), F.linear(x, w), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("x_t,w_t", [(False, False), (False, True), (True, False), (True, True)])
+@pytest.mark.parametrize("m,n,k", [(15, 33, 17), (29, 65, 530), (300, 70, 1100), (170, 2100, 40)])
+def test_transposed_views_in_every_combination(cpu_gemm, x_t, w_t, m, n, k):
+    # Past one register tile (14 x 32), one depth block (512), one A block (168 rows) and one B
+    # panel (2048 columns), with edges everywhere; transposed views reach the GEMM in place.
+    g = torch.Generator().manual_seed(m + n + k)
+    x = torch.randn(k, m, generator=g).t() if x_t else torch.randn(m, k, generator=g)
+    w = torch.randn(k, n, generator=g).t() if w_t else torch.randn(n, k, generator=g)
+    b = torch.randn(n, generator=g)
+    exact = F.linear(x.double(), w.double(), b.double())
+    torch.testing.assert_close(linear(x, w, b).double(), exact, rtol=1e-5, atol=1e-5 * k ** 0.5)
+
+
 @pytest.mark.parametrize("rows", [1, 6, 40])
-def test_gradients_match_reference(rows):
+def test_gradients_match_reference(cpu_gemm, rows):
     x, w, b = _inputs((rows,), 19, 37, torch.float32, bias=True, seed=1)
     x, w, b = (t.requires_grad_() for t in (x, w, b))
     grad = torch.randn(rows, 19)
@@ -103,7 +116,7 @@ def test_large_output_path_matches_f_linear():
     x.requires_grad_()
     grad = torch.randn_like(out)
     linear(x, w).backward(grad)
-    torch.testing.assert_close(x.grad, grad @ w, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(x.grad, grad @ w, rtol=1e-5, atol=1e-5 * 8192 ** 0.5)
 
 
 def test_float64_and_autocast_take_f_linear():

@@ -34,7 +34,7 @@ def reference(x, indices, weights, w_gu, w_dn, dtype=torch.float32):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, BF16_VIA_FP32])
 @pytest.mark.parametrize("T,H,E,k,I", SHAPES)
-def test_inference_matches_reference(device, resolve_dtype, T, H, E, k, I, dtype):
+def test_inference_matches_reference(device, cpu_gemm, resolve_dtype, T, H, E, k, I, dtype):
     dtype = resolve_dtype(dtype)
     args = problem(T, H, E, k, I, device, dtype)
     with torch.no_grad():
@@ -48,7 +48,7 @@ def test_inference_matches_reference(device, resolve_dtype, T, H, E, k, I, dtype
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, BF16_VIA_FP32])
 @pytest.mark.parametrize("T,H,E,k,I", SHAPES)
-def test_gradients_match_reference(device, resolve_dtype, T, H, E, k, I, dtype):
+def test_gradients_match_reference(device, cpu_gemm, resolve_dtype, T, H, E, k, I, dtype):
     dtype = resolve_dtype(dtype)
     x, indices, weights, w_gu, w_dn = problem(T, H, E, k, I, device, dtype)
     g = torch.Generator().manual_seed(5)

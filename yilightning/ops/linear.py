@@ -1,14 +1,19 @@
-"""Linear layers for generation: ``x @ weight.T + bias``, as ``torch.nn.functional.linear``.
+"""Linear layers: ``x @ weight.T + bias``, as ``torch.nn.functional.linear``.
 
-A decode step multiplies one to eight token rows by every weight of the model. On the CPU the
-BLAS handles that poorly (torch's MKL reads a 256 x 256 fp32 weight at 12-17 GB/s for one row
-on a Zen 5 core), so inputs of at most ``SKINNY_ROWS`` rows run our skinny kernels (AVX-512 or
-AVX2, fp32 accumulation for fp32 and bf16): 2-5x faster there. Outputs of 32 MiB or more on
-the CPU (the LM head over a prefill or a training batch) are written into memory advised to use
-huge pages: 64 page faults instead of 32K for a 128 MiB output, 116 -> 84 ms for the tiny
-preset's LM head over 8 x 512 tokens. Every other case - other shapes, other devices, no
-compiled extension, float64, under ``torch.autocast`` - is ``F.linear`` itself, so GPUs run
-exactly what PyTorch runs.
+On the CPU the op runs our own kernels where they beat the BLAS that torch ships:
+
+- at most ``SKINNY_ROWS`` rows (a decode step multiplies one to eight token rows by every
+  weight of the model) run the skinny kernels (AVX-512 or AVX2, fp32 accumulation for fp32 and
+  bf16): torch's MKL reads a 256 x 256 fp32 weight at 12-17 GB/s for one row on a Zen 5 core,
+  these 30-45 GB/s, 2-5x faster;
+- more fp32 rows run our tiled AVX-512 GEMM where ``build_info()["cpu_gemm"]`` is "avx512"
+  (CPUs with AVX-512 that are not Intel ones: MKL runs its AVX-512 kernels on Intel CPUs
+  only): 1.2-1.6x MKL's sgemm on a 2-core Zen 5; backward's two products run it too;
+- outputs of 32 MiB or more (the LM head over a prefill or a training batch) are written into
+  memory advised to use huge pages: 64 page faults instead of 32K for a 128 MiB output.
+
+Every other case - other devices, no compiled extension, float64, under ``torch.autocast`` -
+is ``F.linear`` itself, so GPUs run exactly what PyTorch runs.
 """
 
 from __future__ import annotations
@@ -52,8 +57,9 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     _check(x, weight, bias)
     if x.device.type == "cpu" and _ext.has_kernel("linear", "cpu"):
         rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
-        few = rows <= SKINNY_ROWS and x.dtype in (torch.float32, torch.bfloat16)
-        if few or (rows * weight.shape[0] * x.element_size() >= HUGE_BYTES and x.dtype in _KERNEL_DTYPES):
+        few = rows <= SKINNY_ROWS and x.dtype == torch.bfloat16
+        if x.dtype == torch.float32 or few or (
+                rows * weight.shape[0] * x.element_size() >= HUGE_BYTES and x.dtype in _KERNEL_DTYPES):
             return _ext.call(torch.ops.yilightning.linear, x, weight, bias)
     return F.linear(x, weight, bias)
 
@@ -79,8 +85,9 @@ if _ext.module is not None:
     def _backward(ctx, grad):  # noqa: ANN001, ANN202
         x, weight = ctx.saved_tensors
         g2 = grad.reshape(-1, grad.shape[-1])
-        dx = grad @ weight if ctx.needs_input_grad[0] else None
-        dw = g2.T @ x.reshape(-1, x.shape[-1]) if ctx.needs_input_grad[1] else None
+        # Both products through the op again (its CPU GEMM reads the transposed views in place).
+        dx = linear(grad, weight.t()) if ctx.needs_input_grad[0] else None
+        dw = linear(g2.t(), x.reshape(-1, x.shape[-1]).t()) if ctx.needs_input_grad[1] else None
         db = g2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return dx, dw, db
 

@@ -1,0 +1,32 @@
+// Our own fp32 GEMM for x86-64 CPUs with AVX-512: C = alpha * op(A) @ op(B) + beta * C, row
+// major, any transposes and leading dimensions. Why: torch's MKL does not run its AVX-512
+// kernels on AMD CPUs. Measured on a 2-core Zen 5 guest (115 GFLOP/s of FMA per core, in
+// AVX2 and AVX-512 alike): MKL's sgemm reaches 75-87 GFLOP/s on one core and 108-158 on two,
+// this kernel 95-105 and 175-195 (bench/bench_linear.py). The design is the BLIS one: B is
+// packed in panels of kKC x kNC into strips 32 columns wide, A in blocks of kMC x kKC into
+// strips of 14 rows, and a 14 x 32 register tile (28 zmm accumulators) multiplies a strip of
+// each; the last strip of A has its own row count (a tile per count, no wasted rows) and the
+// last strip of B is zero-padded and stored under a mask.
+#pragma once
+#include <cstdint>
+
+namespace yl::cpu {
+
+// True when cpu::gemm_f32 runs the kernel below rather than the BLAS: the CPU has AVX-512 and
+// either is not an Intel one (on Intel CPUs MKL runs AVX-512 itself) or YL_CPU_GEMM=avx512;
+// YL_CPU_GEMM=blas turns it off. Read on every call, so tests run both.
+bool tiled_enabled();
+// "avx512" or "blas": what cpu::gemm_f32 runs now (reported by build_info).
+const char* gemm_kernel();
+
+// C [m, n] = alpha * op(A) @ op(B) + beta * C on the calling thread (op(A) is [m, k], op(B)
+// [k, n]; beta = 0 never reads C). Requires tiled_enabled().
+void tiled_gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                    int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+
+// C = op(A) @ op(B) + bias (n values added to every row; may be null), split over the threads
+// of at::parallel_for by rows of C (by columns when C has few rows). Requires tiled_enabled().
+void parallel_gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                       const float* b, int64_t ldb, const float* bias, float* c, int64_t ldc);
+
+}  // namespace yl::cpu
