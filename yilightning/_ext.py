@@ -60,12 +60,27 @@ def has_kernel(op: str, device_type: str) -> bool:
     return (op, device_type) in KERNELS
 
 
+# Where _ext.call sends a no-grad call: straight to the kernel of the first argument's device.
+_BACKEND_KEYS = {"cpu": torch._C.DispatchKeySet(torch._C.DispatchKey.CPU),
+                 "cuda": torch._C.DispatchKeySet(torch._C.DispatchKey.CUDA)}
+
+
 def call(op, *args):  # noqa: ANN001, ANN201 (an OpOverloadPacket and its arguments)
-    """``op(*args)`` for an op with a Python autograd rule, skipping that rule's Python layer
-    when no gradient can be recorded (``torch.no_grad()``: generation): the rule would only
-    redispatch, at ~5 us a call, a sizeable share of a small model's decoding step."""
+    """``op(*args)``, with a short path when no gradient can be recorded (``torch.no_grad()``:
+    generation, a prefill). There the call goes straight to the op's CPU or CUDA kernel
+    (``OpOverload.redispatch``), skipping the dispatcher's Python layers (the packet's overload
+    resolution, the autograd rule that would only redispatch): ~3 us a call instead of ~11,
+    measured on the CPU, where a small model's decoding step makes ~120 op calls. The short path
+    is taken only for a plain tensor first argument (no subclass, e.g. a fake tensor) with no
+    Python dispatch mode or functorch transform active; callers cast for autocast themselves
+    (ops/_autocast.py), so skipping the autocast key changes nothing."""
     if torch.is_grad_enabled() or torch.compiler.is_compiling():
         return op(*args)
+    x = args[0]
+    keys = _BACKEND_KEYS.get(x.device.type) if type(x) is torch.Tensor else None
+    if keys is not None and not torch._C._len_torch_dispatch_stack() and \
+            not torch._C._are_functorch_transforms_active():
+        return op.default.redispatch(keys, *args)
     with torch._C._AutoDispatchBelowAutograd():
         return op(*args)
 

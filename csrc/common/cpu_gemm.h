@@ -1,20 +1,23 @@
 // Our own fp32 GEMM for x86-64 CPUs with AVX-512: C = alpha * op(A) @ op(B) + beta * C, row
-// major, any transposes and leading dimensions. Why: torch's MKL does not run its AVX-512
-// kernels on AMD CPUs. Measured on a 2-core Zen 5 guest (115 GFLOP/s of FMA per core, in
-// AVX2 and AVX-512 alike): MKL's sgemm reaches 75-87 GFLOP/s on one core and 108-158 on two,
-// this kernel 95-105 and 175-195 (bench/bench_linear.py). The design is the BLIS one: B is
-// packed in panels of kKC x kNC into strips 32 columns wide, A in blocks of kMC x kKC into
-// strips of 14 rows, and a 14 x 32 register tile (28 zmm accumulators) multiplies a strip of
-// each; the last strip of A has its own row count (a tile per count, no wasted rows) and the
-// last strip of B is zero-padded and stored under a mask.
+// major, any transposes and leading dimensions. Why: on the 2-core Zen 5 guest these kernels
+// were tuned on, torch's MKL sgemm leaves a third of the machine unused on the model's tall
+// products (the cores do 115 GFLOP/s of FMA each, in AVX2 and AVX-512 alike; MKL reaches
+// 75-87 GFLOP/s on one core and 108-158 on two for 2048-4096-row products, though 197 on a
+// cache-sized 512^3), while this kernel reaches 166-195 on two (bench/bench_linear.py). The
+// design is the BLIS one: B is packed in panels of kKC x kNC into strips 32 columns wide, A in
+// blocks of kMC x kKC into strips of 14 rows (transposes through 16 x 16 in-register
+// transposes), and a 14 x 32 register tile (28 zmm accumulators) multiplies a strip of each;
+// the last strip of A has its own row count (a tile per count, no wasted rows) and the last
+// strip of B is zero-padded and stored under a mask.
 #pragma once
 #include <cstdint>
 
 namespace yl::cpu {
 
 // True when cpu::gemm_f32 runs the kernel below rather than the BLAS: the CPU has AVX-512 and
-// either is not an Intel one (on Intel CPUs MKL runs AVX-512 itself) or YL_CPU_GEMM=avx512;
-// YL_CPU_GEMM=blas turns it off. Read on every call, so tests run both.
+// either is not an Intel one or YL_CPU_GEMM=avx512 (MKL is its vendor's own tuned path on
+// Intel CPUs, and the kernel has not been measured against it there, so the BLAS stays the
+// default on them); YL_CPU_GEMM=blas turns it off. Read on every call, so tests run both.
 bool tiled_enabled();
 // "avx512" or "blas": what cpu::gemm_f32 runs now (reported by build_info).
 const char* gemm_kernel();

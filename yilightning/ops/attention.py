@@ -84,7 +84,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: tor
     _check(q, k, v, cu_seqlens, window)
     scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
     if _ext.has_kernel("attention", q.device.type):
-        return torch.ops.yilightning.attention(q, k, v, cu_seqlens, window or 0, float(scale))[0]
+        return _ext.call(torch.ops.yilightning.attention, q, k, v, cu_seqlens, window or 0, float(scale))[0]
     return attention_reference(q, k, v, cu_seqlens, window=window, scale=scale)
 
 
@@ -171,7 +171,8 @@ def decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
     _check_decode(q, k_cache, v_cache, cache_seqlens, window)
     scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
     if _ext.has_kernel("decode_attention", q.device.type):
-        return torch.ops.yilightning.decode_attention(q, k_cache, v_cache, cache_seqlens, window or 0, float(scale))
+        return _ext.call(torch.ops.yilightning.decode_attention, q, k_cache, v_cache, cache_seqlens, window or 0,
+                         float(scale))
     return decode_attention_reference(q, k_cache, v_cache, cache_seqlens, window=window, scale=scale)
 
 

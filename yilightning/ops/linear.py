@@ -7,8 +7,8 @@ On the CPU the op runs our own kernels where they beat the BLAS that torch ships
   bf16): torch's MKL reads a 256 x 256 fp32 weight at 12-17 GB/s for one row on a Zen 5 core,
   these 30-45 GB/s, 2-5x faster;
 - more fp32 rows run our tiled AVX-512 GEMM where ``build_info()["cpu_gemm"]`` is "avx512"
-  (CPUs with AVX-512 that are not Intel ones: MKL runs its AVX-512 kernels on Intel CPUs
-  only): 1.2-1.6x MKL's sgemm on a 2-core Zen 5; backward's two products run it too;
+  (CPUs with AVX-512 that are not Intel ones; csrc/common/cpu_gemm.h): up to 1.4-1.7x MKL's
+  sgemm on the model's tall products on a 2-core Zen 5; backward's two products run it too;
 - outputs of 32 MiB or more (the LM head over a prefill or a training batch) are written into
   memory advised to use huge pages: 64 page faults instead of 32K for a 128 MiB output.
 
