@@ -38,3 +38,22 @@ def timed(fn: Callable[[], object], device: str, reps: int) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def timed_pair(fn_a: Callable[[], object], fn_b: Callable[[], object], device: str, reps: int) -> tuple[float, float]:
+    """Seconds per call of ``fn_a`` and of ``fn_b``, their calls alternated (a, b, a, b, ...)
+    after one warm-up call each, so both see the same machine: on a shared CPU the speed drifts
+    by 30% or more over tens of seconds, and timing one side after the other would put that drift
+    into their ratio. Medians of ``reps`` calls each (GPU: synchronised around every call)."""
+    fn_a(), fn_b()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(reps):
+        for fn, out in ((fn_a, times[0]), (fn_b, times[1])):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            out.append(time.perf_counter() - t0)
+    return statistics.median(times[0]), statistics.median(times[1])

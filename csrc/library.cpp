@@ -14,6 +14,10 @@ TORCH_LIBRARY(yilightning, m) {
   m.def("cross_entropy(Tensor logits, Tensor targets, int ignore_index) -> (Tensor, Tensor)", tags);
   m.def("cross_entropy_backward(Tensor grad, Tensor logits, Tensor targets, Tensor lse, int ignore_index) -> Tensor",
         tags);
+  // LM head + cross-entropy fused (CPU, fp32): (sum of the labelled rows' losses, dx, dweight of
+  // that sum; dx, dweight empty unless with_grad).
+  m.def("lm_head_loss(Tensor x, Tensor weight, Tensor targets, int ignore_index, bool with_grad) -> "
+        "(Tensor, Tensor, Tensor)", tags);
   // Returns (dx, dweight).
   m.def("rms_norm_backward(Tensor grad, Tensor x, Tensor weight, float eps) -> (Tensor, Tensor)", tags);
   // score: 0 softmax, 1 sigmoid. Returns (weights [T,k] fp32, indices [T,k] int64, probs [T,E] fp32).

@@ -1,5 +1,7 @@
 #include "common/cpu_gemm.h"
 
+#include "common/cpu_blas.h"
+
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
@@ -222,29 +224,24 @@ void tiled_gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
 #endif
 }
 
-void parallel_gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
-                       const float* b, int64_t ldb, const float* bias, float* c, int64_t ldc) {
-  TORCH_CHECK(tiled_enabled(), "parallel_gemm_f32: needs an x86-64 CPU with AVX-512 (and YL_CPU_GEMM != blas)");
+void parallel_gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                       int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m <= 0 || n <= 0) return;
-  auto product = [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
-    if (bias != nullptr)
-      for (int64_t i = r0; i < r1; ++i) std::copy(bias + c0, bias + c1, c + i * ldc + c0);
-    const float* as = trans_a ? a + r0 : a + r0 * lda;
-    const float* bs = trans_b ? b + c0 * ldb : b + c0;
-    tiled_gemm_f32(trans_a, trans_b, r1 - r0, c1 - c0, k, 1.f, as, lda, bs, ldb, bias != nullptr ? 1.f : 0.f,
-                   c + r0 * ldc + c0, ldc);
-  };
-  // One part per thread: whole strips of rows when every thread gets a few, else of columns.
-  // Each part packs its own B panels (k x n per part: small beside its 2 m n k / threads FLOPs).
+  if (!tiled_enabled())  // outside a parallel region the BLAS threads itself
+    return gemm_f32(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  // One part per thread, of whole strips. A split by rows packs all of B in every part, one by
+  // columns all of A: split the longer side (so the smaller operand is the one packed twice).
   const int64_t threads = at::get_num_threads();
   const int64_t row_strips = (m + kMR - 1) / kMR, col_strips = (n + kNR - 1) / kNR;
-  const bool by_rows = row_strips >= 4 * threads || row_strips >= col_strips;
+  const bool by_rows = row_strips >= threads && (m >= n || col_strips < threads);
   const int64_t strips = by_rows ? row_strips : col_strips, parts = std::min(threads, strips);
   at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t s0 = strips * t / parts, s1 = strips * (t + 1) / parts;
-      if (by_rows) product(s0 * kMR, std::min(m, s1 * kMR), 0, n);
-      else product(0, m, s0 * kNR, std::min(n, s1 * kNR));
+      const int64_t r0 = by_rows ? s0 * kMR : 0, r1 = by_rows ? std::min(m, s1 * kMR) : m;
+      const int64_t c0 = by_rows ? 0 : s0 * kNR, c1 = by_rows ? n : std::min(n, s1 * kNR);
+      tiled_gemm_f32(trans_a, trans_b, r1 - r0, c1 - c0, k, alpha, trans_a ? a + r0 : a + r0 * lda, lda,
+                     trans_b ? b + c0 * ldb : b + c0, ldb, beta, c + r0 * ldc + c0, ldc);
     }
   });
 }

@@ -27,9 +27,10 @@ const char* gemm_kernel();
 void tiled_gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                     int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
-// C = op(A) @ op(B) + bias (n values added to every row; may be null), split over the threads
-// of at::parallel_for by rows of C (by columns when C has few rows). Requires tiled_enabled().
-void parallel_gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
-                       const float* b, int64_t ldb, const float* bias, float* c, int64_t ldc);
+// The same product split over the threads of at::parallel_for by rows of C (by columns when C
+// has few rows), for a caller outside a parallel region; where tiled_enabled() is false, the
+// BLAS (cpu::gemm_f32), which threads itself there.
+void parallel_gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                       int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
 }  // namespace yl::cpu

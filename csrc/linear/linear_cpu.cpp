@@ -54,9 +54,16 @@ at::Tensor linear_cpu(const at::Tensor& x, const at::Tensor& weight, const std::
     // row-major: backward passes weight.t() and x.t() here without copies).
     at::Tensor xk, wk;
     const Operand a = operand(x.reshape({rows, K}), xk), w = operand(weight, wk);
-    const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
-    cpu::parallel_gemm_f32(a.trans, !w.trans, rows, N, K, a.p, a.ld, w.p, w.ld,
-                           b.defined() ? b.const_data_ptr<float>() : nullptr, y.mutable_data_ptr<float>(), N);
+    float* yp = y.mutable_data_ptr<float>();
+    if (bias.has_value()) {  // y = bias, then y += x @ weight^T
+      const at::Tensor b = bias->contiguous();
+      const float* bp = b.const_data_ptr<float>();
+      at::parallel_for(0, rows, 64, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) std::copy(bp, bp + N, yp + r * N);
+      });
+    }
+    cpu::parallel_gemm_f32(a.trans, !w.trans, rows, N, K, 1.f, a.p, a.ld, w.p, w.ld, bias.has_value() ? 1.f : 0.f,
+                           yp, N);
     return y;
   }
   if (!skinny) {

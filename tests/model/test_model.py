@@ -2,6 +2,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
+from yilightning import _ext
 from yilightning.model import YiLightningConfig, YiLightningForCausalLM
 
 
@@ -50,6 +51,24 @@ def test_loss_is_next_token_within_each_sequence():
     torch.testing.assert_close(out.loss, out.lm_loss + out.aux_loss)
     out.loss.backward()
     assert all(p.grad is not None for n, p in model.named_parameters() if "expert_bias" not in n)
+
+
+def test_fused_head_loss_equals_the_unfused_one_and_logits_come_on_demand(monkeypatch):
+    # fp32 on the CPU the loss is fused with the LM head (no logits formed); the same model with
+    # the fusion turned off computes the same loss and gradients from materialised logits
+    model, ids = tiny(), torch.randint(0, 512, (2, 9))
+    fused = model(ids, labels=ids)
+    assert (fused.head_output is None) == _ext.has_kernel("lm_head_loss", "cpu")
+    grads = torch.autograd.grad(fused.loss, [model.lm_head.weight, model.embed_tokens.weight])
+    monkeypatch.setattr("yilightning.model.modeling.lm_head_loss_fused", lambda *a: False)
+    plain = model(ids, labels=ids)
+    assert plain.head_output is not None
+    torch.testing.assert_close(fused.loss, plain.loss, rtol=1e-5, atol=1e-5)
+    want = torch.autograd.grad(plain.loss, [model.lm_head.weight, model.embed_tokens.weight])
+    for got, exp in zip(grads, want):
+        torch.testing.assert_close(got, exp, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(fused.logits, plain.logits)  # computed when read
+    assert fused.head_output is not None
 
 
 def test_logits_read_under_no_grad_stay_differentiable_later():

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from yilightning import _ext
-from yilightning.ops import cross_entropy, cross_entropy_reference
+from yilightning.ops import cross_entropy, cross_entropy_reference, lm_head_loss, lm_head_loss_fused
 
 needs_ext = pytest.mark.skipif(_ext.module is None, reason=f"extension not loaded: {_ext.load_error}")
 
@@ -67,3 +67,66 @@ def test_bad_inputs():
     if _ext.has_kernel("cross_entropy", "cpu"):
         with pytest.raises(RuntimeError, match=r"targets must lie in \[0, V=10\)"):
             cross_entropy(logits, torch.tensor([1, 2, 10, 3]))
+
+
+@pytest.mark.parametrize("N,H,V,ignored", [(1, 1, 1, 0), (9, 5, 3, 3), (37, 70, 1000, 5), (600, 24, 8200, 50)])
+def test_lm_head_loss_matches_pytorch(cpu_gemm, N, H, V, ignored):
+    # (600, 24, 8200): the rows span two chunks of logits (~16 MiB each: 511 rows at V=8200)
+    g = torch.Generator().manual_seed(N + V)
+    x = torch.randn(N, H, generator=g, dtype=torch.float64)
+    w = torch.randn(V, H, generator=g, dtype=torch.float64) / H ** 0.5
+    targets = torch.randint(0, V, (N,), generator=g)
+    targets[torch.randperm(N, generator=g)[:ignored]] = -100
+    ours = [t.float().requires_grad_() for t in (x, w)]
+    ref = [t.clone().requires_grad_() for t in (x, w)]
+    loss, want = lm_head_loss(*ours, targets), F.cross_entropy(ref[0] @ ref[1].T, targets)
+    torch.testing.assert_close(loss.double(), want, rtol=1e-5, atol=1e-5)
+    (3 * loss).backward()  # backward scales the gradients computed in forward
+    (3 * want).backward()
+    for got, exp in zip(ours, ref):
+        torch.testing.assert_close(got.grad.double(), exp.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_lm_head_loss_without_gradients_and_all_ignored():
+    x, w = torch.randn(6, 8), torch.randn(11, 8)
+    targets = torch.tensor([1, 2, 3, 4, 5, 6])
+    with torch.no_grad():
+        torch.testing.assert_close(lm_head_loss(x, w, targets), F.cross_entropy(x @ w.T, targets))
+    assert torch.isnan(lm_head_loss(x, w, torch.full((6,), -100)))
+
+
+def test_lm_head_loss_fuses_only_fp32_cpu_outside_autocast():
+    x, w = torch.randn(4, 8), torch.randn(11, 8)
+    assert lm_head_loss_fused(x, w) == _ext.has_kernel("lm_head_loss", "cpu")
+    assert not lm_head_loss_fused(x.double(), w.double())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not lm_head_loss_fused(x, w)
+        loss = lm_head_loss(x, w, torch.tensor([1, 2, 3, 4]))  # the unfused path, in bf16
+    torch.testing.assert_close(loss.float(), F.cross_entropy(x @ w.T, torch.tensor([1, 2, 3, 4])), rtol=0.05, atol=0.05)
+
+
+@needs_ext
+def test_lm_head_loss_opcheck_and_compile():
+    x, w = torch.randn(9, 6, requires_grad=True), torch.randn(13, 6, requires_grad=True)
+    targets = torch.tensor([0, 12, -100, 3, 4, 5, 6, 7, -100])
+    # as lm_head_loss calls it: gradients computed exactly when an input requires them
+    torch.library.opcheck(torch.ops.yilightning.lm_head_loss.default, (x, w, targets, -100, True))
+    torch.library.opcheck(torch.ops.yilightning.lm_head_loss.default, (x.detach(), w.detach(), targets, -100, False))
+    torch._dynamo.reset()
+    loss = torch.compile(lambda a, b, t: lm_head_loss(a, b, t), fullgraph=True)(x, w, targets)
+    gx, gw = torch.autograd.grad(loss, (x, w))
+    xr, wr = (t.detach().clone().requires_grad_() for t in (x, w))
+    F.cross_entropy(xr @ wr.T, targets).backward()
+    torch.testing.assert_close(gx, xr.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gw, wr.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_lm_head_loss_bad_inputs():
+    x, w = torch.randn(4, 8), torch.randn(10, 8)
+    with pytest.raises(ValueError, match=r"hidden must be \[N, H\] and weight \[V, H\]"):
+        lm_head_loss(x, torch.randn(10, 7), torch.tensor([1, 2, 3, 4]))
+    with pytest.raises(ValueError, match="targets must be int64"):
+        lm_head_loss(x, w, torch.tensor([1, 2, 3]))
+    if lm_head_loss_fused(x, w):
+        with pytest.raises(RuntimeError, match=r"targets must lie in \[0, V=10\)"):
+            lm_head_loss(x, w, torch.tensor([1, 2, 10, 3]))

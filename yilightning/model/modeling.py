@@ -5,7 +5,7 @@ a KV cache that allocates only for KV-producing layers, and generation."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -13,7 +13,7 @@ from transformers import PreTrainedModel
 
 from yilightning.layers import HybridAttention, LayerCache, Linear, MoE, RMSNorm, hybrid_schedule, kv_cache_bytes
 from yilightning.model.config import YiLightningConfig
-from yilightning.ops import cross_entropy, swiglu
+from yilightning.ops import cross_entropy, lm_head_loss, lm_head_loss_fused, swiglu
 from yilightning.ops._autocast import autocast_inputs
 
 
@@ -70,13 +70,16 @@ class DecoderLayer(nn.Module):
 class CausalLMOutput:
     """What ``YiLightningForCausalLM.forward`` returns."""
 
-    head_output: torch.Tensor  # (..., vocab) the LM head's output: fp32, or bf16 under autocast
+    # (..., vocab) the LM head's output: fp32, or bf16 under autocast; None when the loss came
+    # from the fused LM-head loss, which never forms it (``logits`` computes it when read)
+    head_output: torch.Tensor | None
     loss: torch.Tensor | None = None  # lm_loss + aux_loss (when labels are given)
     lm_loss: torch.Tensor | None = None  # mean next-token cross-entropy over the labelled tokens
     aux_loss: torch.Tensor | None = None  # sum over layers of st + ep + pep (coefficients applied)
     aux_per_layer: torch.Tensor | None = None  # (MoE layers, 3): st, ep, pep of each MoE layer
     tokens_per_expert: list[torch.Tensor] = field(default_factory=list)  # one (E,) tensor per MoE layer
     _logits: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
+    _head: Callable[[], torch.Tensor] | None = field(default=None, repr=False, compare=False)  # computes head_output
 
     @property
     def logits(self) -> torch.Tensor:
@@ -87,6 +90,8 @@ class CausalLMOutput:
         mode of the first)."""
         if self._logits is not None:
             return self._logits
+        if self.head_output is None:  # the fused loss skipped it: compute it now, once
+            self.head_output = self._head()
         logits = self.head_output.float()
         if not self.head_output.requires_grad:
             self._logits = logits
@@ -225,8 +230,12 @@ class YiLightningForCausalLM(YiLightningPreTrainedModel):
         if ids.numel() and not ids.is_cuda and (int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size):
             raise ValueError(f"input_ids must lie in [0, vocab_size={self.config.vocab_size})")
         hidden, aux, counts = self._run_layers(self.embed_tokens(ids), cu, pos, cache)
-        raw = self.lm_head(hidden)  # (N, V), bf16 under autocast
-        out = CausalLMOutput(head_output=raw.view(*shape, -1), tokens_per_expert=counts)
+        # With labels on the CPU in fp32 the loss is fused with the LM head and no [N, V] logits
+        # are formed unless ``out.logits`` is read (ops.lm_head_loss).
+        fused = labels is not None and self.lm_head.bias is None and lm_head_loss_fused(hidden, self.lm_head.weight)
+        raw = None if fused else self.lm_head(hidden)  # (N, V), bf16 under autocast
+        out = CausalLMOutput(head_output=None if fused else raw.view(*shape, -1), tokens_per_expert=counts,
+                             _head=(lambda: self.lm_head(hidden).view(*shape, -1)) if fused else None)
         if aux:
             out.aux_per_layer = torch.stack(aux)
             out.aux_loss = out.aux_per_layer.sum()
@@ -239,7 +248,8 @@ class YiLightningForCausalLM(YiLightningPreTrainedModel):
             targets = targets.masked_fill(last, -100)
             # from the head's own output (the kernel reads bf16 in fp32): under autocast the
             # gradient then skips the [N, V] fp32 copy (2 x 10 ms a tiny-preset step on the CPU)
-            out.lm_loss = cross_entropy(raw, targets, ignore_index=-100)
+            out.lm_loss = (lm_head_loss(hidden, self.lm_head.weight, targets) if fused
+                           else cross_entropy(raw, targets, ignore_index=-100))
             out.loss = out.lm_loss + (out.aux_loss if out.aux_loss is not None else 0.0)
         return out
 
