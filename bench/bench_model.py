@@ -5,7 +5,7 @@
 Our ``tiny`` preset (hybrid attention, paired KV sharing, fine-grained MoE) beside a
 transformers ``Qwen3MoeForCausalLM`` of the same widths, depth, experts and vocabulary (full
 attention everywhere), both randomly initialised, same process, their calls alternated (medians
-of 5 each: timing.timed_pair): generation tokens/s at batch 1 and 8 (greedy, a 32-token
+of 5 each: timing.timed_alternating): generation tokens/s at batch 1 and 8 (greedy, a 32-token
 prompt, 64 new tokens), prefill tokens/s (8 x 512 tokens), training
 tokens/s (8 x 256 tokens; forward with the LM loss, backward, AdamW step: the same loop for both;
 again under bf16 autocast where bf16 runs natively), and KV-cache bytes at 8K context.
@@ -14,7 +14,7 @@ again under bf16 autocast where bf16 runs natively), and KV-cache bytes at 8K co
 from __future__ import annotations
 
 import torch
-from timing import timed_pair
+from timing import timed_alternating
 from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 
 from yilightning import YiLightningConfig, YiLightningForCausalLM, build_info
@@ -42,14 +42,14 @@ def main() -> None:
     for batch in (1, 8):
         prompts = torch.randint(0, cfg.vocab_size, (batch, 32), device=dev)
         with torch.no_grad():
-            t_hf, t_ours = timed_pair(
-                lambda: hf.generate(prompts, max_new_tokens=new, min_new_tokens=new, do_sample=False),
-                lambda: ours.generate(prompts.tolist(), new), dev, 5)
+            t_hf, t_ours = timed_alternating(
+                [lambda: hf.generate(prompts, max_new_tokens=new, min_new_tokens=new, do_sample=False),
+                 lambda: ours.generate(prompts.tolist(), new)], dev, 5)
         print(f"| generation tokens/s, batch {batch} | {batch * new / t_hf:.0f} | {batch * new / t_ours:.0f} | "
               f"{t_hf / t_ours:.2f}x |", flush=True)
     ids = torch.randint(0, cfg.vocab_size, (8, 512), device=dev)
     with torch.no_grad():
-        t_hf, t_ours = timed_pair(lambda: hf(ids), lambda: ours(ids), dev, 5)
+        t_hf, t_ours = timed_alternating([lambda: hf(ids), lambda: ours(ids)], dev, 5)
     print(f"| prefill tokens/s, 8 x 512 | {ids.numel() / t_hf:.0f} | {ids.numel() / t_ours:.0f} | "
           f"{t_hf / t_ours:.2f}x |")
     ids = torch.randint(0, cfg.vocab_size, (8, 256), device=dev)
@@ -68,7 +68,7 @@ def main() -> None:
 
     # bf16 autocast where bf16 runs natively (a GPU, or a CPU with AVX512-BF16; elsewhere it is emulated)
     for autocast in (False, True) if dev == "cuda" or build_info()["cpu_native_bf16"] else (False,):
-        t_hf, t_ours = timed_pair(train_step(hf, autocast), train_step(ours, autocast), dev, 5)
+        t_hf, t_ours = timed_alternating([train_step(hf, autocast), train_step(ours, autocast)], dev, 5)
         what = "AdamW, bf16 autocast" if autocast else "AdamW"
         print(f"| training tokens/s, 8 x 256 (forward, backward, {what}) | {ids.numel() / t_hf:.0f} | "
               f"{ids.numel() / t_ours:.0f} | {t_hf / t_ours:.2f}x |", flush=True)

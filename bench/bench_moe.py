@@ -1,11 +1,12 @@
 """The MoE layer side by side with its peers, one table (plain script, not pytest):
 
     python bench/bench_moe.py                 # fine + coarse, fp32 + bf16, fwd + fwd+bwd
-    python bench/bench_moe.py --quick         # fine fp32 only, fewer repeats
+    python bench/bench_moe.py --quick         # fine fp32 only
 
-Peers in the same process on the same weights: Hugging Face transformers'
-``Qwen3MoeSparseMoeBlock`` with experts_implementation "eager" (a loop over experts) and
-"grouped_mm", and ``torch._grouped_mm`` as the expert GEMM behind our routing/permutation.
+Peers in the same process on the same weights, their calls alternated (medians of 3 each on
+the CPU: timing.timed_alternating): Hugging Face transformers' ``Qwen3MoeSparseMoeBlock`` with
+experts_implementation "eager" (a loop over experts) and "grouped_mm", and
+``torch._grouped_mm`` as the expert GEMM behind our routing/permutation.
 GFLOP/s counts the expert GEMMs (6*T*k*H*I forward, 3x that forward+backward); "% sgemm" is
 against fp32 ``torch.mm`` measured at the start of the run on this machine.
 """
@@ -18,7 +19,7 @@ import torch
 from transformers import Qwen3MoeConfig
 from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeSparseMoeBlock
 
-from timing import timed
+from timing import timed, timed_alternating
 
 from yilightning.layers import MoE
 from yilightning.ops import permute, route, swiglu, unpermute
@@ -66,11 +67,11 @@ class TorchGroupedMM(torch.nn.Module):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fine fp32 only, fewer repeats")
+    parser.add_argument("--quick", action="store_true", help="fine fp32 only")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     dev = args.device
-    reps = 2 if args.quick or dev == "cpu" else 20
+    reps = 3 if args.quick or dev == "cpu" else 20
     peak = sgemm_gflops(dev)
     print(f"device: {torch.cuda.get_device_name() if dev == 'cuda' else 'cpu'}, threads {torch.get_num_threads()}, "
           f"fp32 sgemm {peak:.0f} GFLOP/s\n")
@@ -87,26 +88,25 @@ def main() -> None:
             x = torch.randn(1, c["T"], c["H"], device=dev, dtype=dtype)  # HF blocks want [B, S, H]
             flops = 6 * c["T"] * c["k"] * c["H"] * c["I"]
             for mode in ("fwd", "fwd+bwd"):
-                base = None
-                for label, module in impls.items():
-                    def step():
+                def step(label: str, module: torch.nn.Module, mode: str = mode):
+                    def run() -> None:
                         xi = x.detach().requires_grad_(mode == "fwd+bwd")
                         with torch.set_grad_enabled(mode == "fwd+bwd"):
                             out = module(xi)
                             out = out.hidden if label == "yilightning" else out
                             if mode == "fwd+bwd":
                                 out.float().square().mean().backward()
-                    sec = timed(step, dev, reps)
-                    base = sec if label == "HF eager" else base
+                    return run
+                secs = timed_alternating([step(label, module) for label, module in impls.items()], dev, reps)
+                for label, sec in zip(impls, secs):
                     gf = flops * (3 if mode == "fwd+bwd" else 1) / sec / 1e9
                     print(f"| {name} | {str(dtype)[6:]} | {mode} | {label} | {sec * 1e3:.1f} | {gf:.1f} | "
-                          f"{100 * gf / peak:.0f}% | {base / sec:.2f}x |", flush=True)
+                          f"{100 * gf / peak:.0f}% | {secs[0] / sec:.2f}x |", flush=True)
             # Our forward beyond its expert GEMMs (router, routing, gathers, combine, allocation):
             # the same layer with an intermediate size of 1 does all of that and no GEMM work.
             glue_layer = MoE(c["H"], c["E"], c["k"], 1, device=dev, dtype=dtype)
             with torch.no_grad():
-                glue = timed(lambda: glue_layer(x), dev, reps)
-                layer = timed(lambda: ours(x), dev, reps)
+                glue, layer = timed_alternating([lambda: glue_layer(x), lambda: ours(x)], dev, max(reps, 5))
             print(f"| {name} | {str(dtype)[6:]} | fwd | routing+permute+unpermute share (same layer, I=1) | "
                   f"{glue * 1e3:.1f} | | {100 * glue / layer:.0f}% of layer | |", flush=True)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -40,20 +40,24 @@ def timed(fn: Callable[[], object], device: str, reps: int) -> float:
     return statistics.median(times)
 
 
-def timed_pair(fn_a: Callable[[], object], fn_b: Callable[[], object], device: str, reps: int) -> tuple[float, float]:
-    """Seconds per call of ``fn_a`` and of ``fn_b``, their calls alternated (a, b, a, b, ...)
-    after one warm-up call each, so both see the same machine: on a shared CPU the speed drifts
-    by 30% or more over tens of seconds, and timing one side after the other would put that drift
-    into their ratio. Medians of ``reps`` calls each (GPU: synchronised around every call)."""
-    fn_a(), fn_b()
-    times: tuple[list[float], list[float]] = ([], [])
+def timed_alternating(fns: Sequence[Callable[[], object]], device: str, reps: int) -> list[float]:
+    """Seconds per call of each of ``fns``, their calls alternated (a, b, c, a, b, c, ...) after
+    one warm-up call each, so all see the same machine: on a shared CPU the speed drifts by 30%
+    or more over tens of seconds, and timing one after the other would put that drift into their
+    ratios. Medians of ``reps`` calls each (GPU: synchronised around every call)."""
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(reps):
-        for fn, out in ((fn_a, times[0]), (fn_b, times[1])):
-            if device == "cuda":
-                torch.cuda.synchronize()
+        for fn, out in zip(fns, times):
+            sync_device(device)
             t0 = time.perf_counter()
             fn()
-            if device == "cuda":
-                torch.cuda.synchronize()
+            sync_device(device)
             out.append(time.perf_counter() - t0)
-    return statistics.median(times[0]), statistics.median(times[1])
+    return [statistics.median(t) for t in times]
+
+
+def sync_device(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()

@@ -88,7 +88,7 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
   if (m == 0 || n == 0) return;
   if (!trans_a && trans_b && use_skinny(m, false))
     return skinny_gemm_nt(m, n, k, a, lda, b, ldb, alpha, beta, nullptr, c, ldc);
-  if (tiled_enabled()) return tiled_gemm_f32(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  if (tiled_pays(n, k)) return tiled_gemm_f32(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   if (direct_blas()) {
     row_major_blas(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;

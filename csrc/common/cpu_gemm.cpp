@@ -206,6 +206,8 @@ bool tiled_enabled() {
   return by_default;
 }
 
+bool tiled_pays(int64_t n, int64_t k) { return n >= 16 && k >= 16 && tiled_enabled(); }
+
 const char* gemm_kernel() { return tiled_enabled() ? "avx512" : "blas"; }
 
 void tiled_gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
@@ -227,7 +229,7 @@ void tiled_gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
 void parallel_gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                        int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m <= 0 || n <= 0) return;
-  if (!tiled_enabled())  // outside a parallel region the BLAS threads itself
+  if (!tiled_pays(n, k))  // outside a parallel region the BLAS threads itself
     return gemm_f32(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   // One part per thread, of whole strips. A split by rows packs all of B in every part, one by
   // columns all of A: split the longer side (so the smaller operand is the one packed twice).

@@ -19,6 +19,11 @@ namespace yl::cpu {
 // Intel CPUs, and the kernel has not been measured against it there, so the BLAS stays the
 // default on them); YL_CPU_GEMM=blas turns it off. Read on every call, so tests run both.
 bool tiled_enabled();
+// Whether cpu::gemm_f32 runs the kernel below for an m x n x k product: tiled_enabled(), and n
+// and k of at least 16. Narrower products (a router's few experts, the fine MoE layer's glue
+// benchmark at an intermediate size of 1) cost the kernel more in packing and padded columns
+// than they compute: 19.6 against 13.5 ms with the BLAS for that benchmark.
+bool tiled_pays(int64_t n, int64_t k);
 // "avx512" or "blas": what cpu::gemm_f32 runs now (reported by build_info).
 const char* gemm_kernel();
 
@@ -28,7 +33,7 @@ void tiled_gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                     int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
 // The same product split over the threads of at::parallel_for by rows of C (by columns when C
-// has few rows), for a caller outside a parallel region; where tiled_enabled() is false, the
+// has few rows), for a caller outside a parallel region; where tiled_pays(n, k) is false, the
 // BLAS (cpu::gemm_f32), which threads itself there.
 void parallel_gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                        int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);

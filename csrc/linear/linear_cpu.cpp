@@ -49,7 +49,7 @@ at::Tensor linear_cpu(const at::Tensor& x, const at::Tensor& weight, const std::
   auto shape = x.sizes().vec();
   shape.back() = N;
   at::Tensor y = cpu::empty_huge(shape, x.options());  // huge pages from 32 MiB up
-  if (!skinny && x.scalar_type() == at::kFloat && cpu::tiled_enabled() && rows > 0) {
+  if (!skinny && x.scalar_type() == at::kFloat && cpu::tiled_pays(N, K) && rows > 0) {
     // y = x @ weight^T: A = x [rows, K], B = weight^T [K, N] (weight^T of a transposed view is
     // row-major: backward passes weight.t() and x.t() here without copies).
     at::Tensor xk, wk;
