@@ -76,3 +76,25 @@ def test_build_info_reports_versions_and_ops():
         assert info["ops"]["swiglu"]["cuda"] is info["cuda_kernels_compiled"]
         if info["cuda_kernels_compiled"]:
             assert info["cuda_archs"] and info["cuda_version"]
+
+
+class _Tagged(torch.Tensor):
+    """A tensor subclass: its calls must keep the full dispatcher path."""
+
+
+def test_no_grad_short_path_only_for_plain_tensors_on_one_device():
+    x, w = torch.randn(3, 4), torch.nn.Parameter(torch.randn(5, 4))
+    assert _ext._plain((x, w, None, 1.0))
+    assert not _ext._plain((x.as_subclass(_Tagged), w))  # a subclass first
+    assert not _ext._plain((x, w.detach().as_subclass(_Tagged)))  # or later
+    assert not _ext._plain((x.to("meta"), w))  # a device without a kernel key here
+    assert not _ext._plain((x, w.detach().to("meta")))  # mixed devices
+
+
+@pytest.mark.skipif(_ext.module is None, reason="extension not loaded")
+def test_no_grad_calls_give_the_same_results_on_either_path():
+    x, w = torch.randn(9, 40), torch.nn.Parameter(torch.randn(33, 40))
+    with torch.no_grad():
+        short = yilightning.ops.linear(x, w)  # redispatched straight to the CPU kernel
+        full = torch.ops.yilightning.linear(x, w, None)
+    torch.testing.assert_close(short, full, rtol=0, atol=0)

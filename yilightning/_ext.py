@@ -71,18 +71,28 @@ def call(op, *args):  # noqa: ANN001, ANN201 (an OpOverloadPacket and its argume
     (``OpOverload.redispatch``), skipping the dispatcher's Python layers (the packet's overload
     resolution, the autograd rule that would only redispatch): ~3 us a call instead of ~11,
     measured on the CPU, where a small model's decoding step makes ~120 op calls. The short path
-    is taken only for a plain tensor first argument (no subclass, e.g. a fake tensor) with no
-    Python dispatch mode or functorch transform active; callers cast for autocast themselves
-    (ops/_autocast.py), so skipping the autocast key changes nothing."""
+    is taken only when every tensor argument is a plain tensor or parameter (no subclass, e.g.
+    a fake tensor) on one CPU or CUDA device, with no Python dispatch mode, functorch transform
+    or JIT trace active; callers cast for autocast themselves (ops/_autocast.py), so skipping the
+    autocast key changes nothing. Only for ops that do not modify their inputs."""
     if torch.is_grad_enabled() or torch.compiler.is_compiling():
         return op(*args)
-    x = args[0]
-    keys = _BACKEND_KEYS.get(x.device.type) if type(x) is torch.Tensor else None
-    if keys is not None and not torch._C._len_torch_dispatch_stack() and \
-            not torch._C._are_functorch_transforms_active():
-        return op.default.redispatch(keys, *args)
+    if _plain(args) and not torch._C._len_torch_dispatch_stack() and \
+            not torch._C._are_functorch_transforms_active() and not torch.jit.is_tracing():
+        return op.default.redispatch(_BACKEND_KEYS[args[0].device.type], *args)
     with torch._C._AutoDispatchBelowAutograd():
         return op(*args)
+
+
+def _plain(args: tuple) -> bool:  # noqa: ANN001
+    """Every tensor argument a plain tensor (or parameter) on the first one's CPU/CUDA device."""
+    device = args[0].device if type(args[0]) in _PLAIN else None
+    if device is None or device.type not in _BACKEND_KEYS:
+        return False
+    return all(type(a) in _PLAIN and a.device == device for a in args if isinstance(a, torch.Tensor))
+
+
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
 
 
 def op_names() -> list[str]:

@@ -113,7 +113,7 @@ YL_TILED_INLINE void transpose16(const float* src, int64_t ld, int64_t rows, int
 }
 
 // Rows [i0, i0 + mc) x depth [p0, p0 + kc) of op(A) into strips of kMR rows (the last one has
-// the rows left), each k-major: strip s starts at s * kMR * kc.
+// the rows left), each k-major: the strip of rows [s, s + kMR) starts at s * kc.
 void pack_a(bool trans_a, const float* a, int64_t lda, int64_t i0, int64_t mc, int64_t p0, int64_t kc, float* dst) {
   for (int64_t s = 0; s < mc; s += kMR) {
     const int64_t rows = std::min(kMR, mc - s);
@@ -214,7 +214,7 @@ void tiled_gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                     int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   TORCH_CHECK(tiled_enabled(), "tiled_gemm_f32: needs an x86-64 CPU with AVX-512 (and YL_CPU_GEMM != blas)");
   if (m <= 0 || n <= 0) return;
-  if (k <= 0) {  // C = beta * C
+  if (k <= 0 || alpha == 0.f) {  // C = beta * C (as the BLAS: A and B are not read)
     for (int64_t i = 0; i < m; ++i) {
       float* row = c + i * ldc;
       if (beta == 0.f) std::fill(row, row + n, 0.f); else for (int64_t j = 0; j < n; ++j) row[j] *= beta;

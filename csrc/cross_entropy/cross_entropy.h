@@ -39,8 +39,8 @@ inline std::tuple<int64_t, int64_t, int64_t> check_lm_head(const at::Tensor& x, 
                                                            const at::Tensor& targets) {
   TORCH_CHECK(x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat,
               "lm_head_loss: x and weight must be float32, got ", x.scalar_type(), " and ", w.scalar_type());
-  TORCH_CHECK(x.dim() == 2 && w.dim() == 2 && x.size(1) == w.size(1) && w.size(0) >= 1,
-              "lm_head_loss: x must be [N, H] and weight [V >= 1, H], got ", x.sizes(), " and ", w.sizes());
+  TORCH_CHECK(x.dim() == 2 && w.dim() == 2 && x.size(1) == w.size(1) && w.size(0) >= 1 && w.size(1) >= 1,
+              "lm_head_loss: x must be [N, H] and weight [V >= 1, H >= 1], got ", x.sizes(), " and ", w.sizes());
   TORCH_CHECK(w.device() == x.device(), "lm_head_loss: weight must be on ", x.device(), ", got ", w.device());
   check_inputs(at::empty({x.size(0), 1}, x.options()), targets);  // int64 [N] on x's device
   return {x.size(0), x.size(1), w.size(0)};

@@ -67,8 +67,16 @@ def test_fused_head_loss_equals_the_unfused_one_and_logits_come_on_demand(monkey
     want = torch.autograd.grad(plain.loss, [model.lm_head.weight, model.embed_tokens.weight])
     for got, exp in zip(grads, want):
         torch.testing.assert_close(got, exp, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(fused.logits, plain.logits)  # computed when read
-    assert fused.head_output is not None
+    with torch.no_grad():  # computed when read, as the forward would have: differentiable
+        torch.testing.assert_close(fused.logits, plain.logits)
+    assert fused.head_output is not None and fused.logits.requires_grad
+    monkeypatch.undo()
+    again = model(ids, labels=ids)
+    with torch.no_grad():
+        model.lm_head.weight.add_(1.0)  # an optimizer step before the read
+    if again.head_output is None:  # fused (the compiled kernel is here)
+        with pytest.raises(RuntimeError, match="weight changed since this forward"):
+            again.logits
 
 
 def test_logits_read_under_no_grad_stay_differentiable_later():

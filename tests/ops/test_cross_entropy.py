@@ -92,7 +92,10 @@ def test_lm_head_loss_without_gradients_and_all_ignored():
     targets = torch.tensor([1, 2, 3, 4, 5, 6])
     with torch.no_grad():
         torch.testing.assert_close(lm_head_loss(x, w, targets), F.cross_entropy(x @ w.T, targets))
-    assert torch.isnan(lm_head_loss(x, w, torch.full((6,), -100)))
+    x.requires_grad_()
+    loss = lm_head_loss(x, w, torch.full((6,), -100))  # NaN like F.cross_entropy, zero gradients
+    loss.backward()
+    assert torch.isnan(loss) and torch.equal(x.grad, torch.zeros_like(x))
 
 
 def test_lm_head_loss_fuses_only_fp32_cpu_outside_autocast():
@@ -125,8 +128,14 @@ def test_lm_head_loss_bad_inputs():
     x, w = torch.randn(4, 8), torch.randn(10, 8)
     with pytest.raises(ValueError, match=r"hidden must be \[N, H\] and weight \[V, H\]"):
         lm_head_loss(x, torch.randn(10, 7), torch.tensor([1, 2, 3, 4]))
+    with pytest.raises(ValueError, match="H >= 1"):
+        lm_head_loss(torch.randn(4, 0), torch.randn(10, 0), torch.tensor([1, 2, 3, 4]))
     with pytest.raises(ValueError, match="targets must be int64"):
         lm_head_loss(x, w, torch.tensor([1, 2, 3]))
+    if lm_head_loss_fused(x, w):  # its gradients come from forward: no graph of them to differentiate
+        h = x.clone().requires_grad_()
+        with pytest.raises(RuntimeError, match="double backward"):
+            torch.autograd.grad(lm_head_loss(h, w, torch.tensor([1, 2, 3, 4])), h, create_graph=True)
     if lm_head_loss_fused(x, w):
         with pytest.raises(RuntimeError, match=r"targets must lie in \[0, V=10\)"):
             lm_head_loss(x, w, torch.tensor([1, 2, 10, 3]))

@@ -91,7 +91,7 @@ class CausalLMOutput:
         if self._logits is not None:
             return self._logits
         if self.head_output is None:  # the fused loss skipped it: compute it now, once
-            self.head_output = self._head()
+            self.head_output, self._head = self._head(), None
         logits = self.head_output.float()
         if not self.head_output.requires_grad:
             self._logits = logits
@@ -231,11 +231,14 @@ class YiLightningForCausalLM(YiLightningPreTrainedModel):
             raise ValueError(f"input_ids must lie in [0, vocab_size={self.config.vocab_size})")
         hidden, aux, counts = self._run_layers(self.embed_tokens(ids), cu, pos, cache)
         # With labels on the CPU in fp32 the loss is fused with the LM head and no [N, V] logits
-        # are formed unless ``out.logits`` is read (ops.lm_head_loss).
-        fused = labels is not None and self.lm_head.bias is None and lm_head_loss_fused(hidden, self.lm_head.weight)
-        raw = None if fused else self.lm_head(hidden)  # (N, V), bf16 under autocast
+        # are formed unless ``out.logits`` is read (ops.lm_head_loss). Not for a replaced or
+        # hooked head (an adapter, a quantised head): the fused loss reads the weight directly.
+        head = self.lm_head
+        fused = (labels is not None and type(head) is Linear and head.bias is None and not head._forward_hooks
+                 and not head._forward_pre_hooks and lm_head_loss_fused(hidden, head.weight))
+        raw = None if fused else head(hidden)  # (N, V), bf16 under autocast
         out = CausalLMOutput(head_output=None if fused else raw.view(*shape, -1), tokens_per_expert=counts,
-                             _head=(lambda: self.lm_head(hidden).view(*shape, -1)) if fused else None)
+                             _head=self._deferred_head(hidden, shape) if fused else None)
         if aux:
             out.aux_per_layer = torch.stack(aux)
             out.aux_loss = out.aux_per_layer.sum()
@@ -252,6 +255,20 @@ class YiLightningForCausalLM(YiLightningPreTrainedModel):
                            else cross_entropy(raw, targets, ignore_index=-100))
             out.loss = out.lm_loss + (out.aux_loss if out.aux_loss is not None else 0.0)
         return out
+
+    def _deferred_head(self, hidden: torch.Tensor, shape: torch.Size) -> Callable[[], torch.Tensor]:
+        """The LM head's output for ``hidden``, computed when called as it would have been now:
+        under this forward's grad mode, without autocast (a fused forward runs without it), and
+        only while the head's weight is unchanged (not after an optimizer step)."""
+        weight, version, grad = self.lm_head.weight, self.lm_head.weight._version, torch.is_grad_enabled()
+
+        def compute() -> torch.Tensor:
+            if weight._version != version:
+                raise RuntimeError("logits: the LM head's weight changed since this forward (an optimizer step?); "
+                                   "read out.logits before updating the weights, or run the model again")
+            with torch.set_grad_enabled(grad), torch.autocast(hidden.device.type, enabled=False):
+                return self.lm_head(hidden).view(*shape, -1)
+        return compute
 
     # ---- KV cache and generation ----------------------------------------------------------
 

@@ -78,15 +78,17 @@ def lm_head_loss(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tens
     ...                torch.nn.functional.cross_entropy(h @ w.T, t), atol=1e-5)
     True
     """
-    if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1]:
-        raise ValueError(f"lm_head_loss: hidden must be [N, H] and weight [V, H], got {tuple(hidden.shape)} and "
-                         f"{tuple(weight.shape)}")
+    if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1] or hidden.shape[1] < 1:
+        raise ValueError(f"lm_head_loss: hidden must be [N, H] and weight [V, H] with H >= 1, got "
+                         f"{tuple(hidden.shape)} and {tuple(weight.shape)}")
     if not lm_head_loss_fused(hidden, weight):
         return cross_entropy(F.linear(hidden, weight), targets, ignore_index)
     _check(hidden.new_empty(hidden.shape[0], 1), targets)
     with_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
     total, _, _ = _ext.call(torch.ops.yilightning.lm_head_loss, hidden, weight, targets, ignore_index, with_grad)
-    return total / (targets != ignore_index).sum()
+    count = (targets != ignore_index).sum()
+    # NaN when every row is ignored, as F.cross_entropy, with zero gradients (not inf * 0), no host sync
+    return torch.where(count > 0, total / count.clamp_min(1), total.new_tensor(float("nan")))
 
 
 if _ext.module is not None:
@@ -106,6 +108,9 @@ if _ext.module is not None:
         if not ctx.with_grad:
             raise RuntimeError("lm_head_loss: backward through a call made with with_grad=False (its gradients "
                                "were not computed); call it with gradients enabled")
+        if torch.is_grad_enabled():
+            raise RuntimeError("lm_head_loss: double backward (create_graph=True) is not supported; use "
+                               "cross_entropy(F.linear(hidden, weight), targets) for higher-order gradients")
         dx, dw = ctx.saved_tensors
         return grad * dx, grad * dw, None, None, None
 
