@@ -86,10 +86,13 @@ def call(op, *args):  # noqa: ANN001, ANN201 (an OpOverloadPacket and its argume
 
 def _plain(args: tuple) -> bool:  # noqa: ANN001
     """Every tensor argument a plain tensor (or parameter) on the first one's CPU/CUDA device."""
-    device = args[0].device if type(args[0]) in _PLAIN else None
-    if device is None or device.type not in _BACKEND_KEYS:
+    if type(args[0]) not in _PLAIN or args[0].device.type not in _BACKEND_KEYS:
         return False
-    return all(type(a) in _PLAIN and a.device == device for a in args if isinstance(a, torch.Tensor))
+    device = args[0].device
+    for a in args[1:]:  # a plain loop: this runs on every no-grad op call
+        if isinstance(a, torch.Tensor) and (type(a) not in _PLAIN or a.device != device):
+            return False
+    return True
 
 
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
