@@ -4,6 +4,7 @@ from transformers import Qwen3Config
 from transformers.models.qwen3.modeling_qwen3 import Qwen3Attention, Qwen3RotaryEmbedding
 
 from yilightning.layers import HybridAttention, KVLayout, hybrid_schedule, kv_cache_bytes, kv_cache_table
+from yilightning.ops import rotary
 
 
 def test_hybrid_schedule():
@@ -93,8 +94,9 @@ def test_kv_sharing_layer_equals_unshared_layer_with_copied_projections():
         consumer(x_cons, cu, pos)
 
 
+@pytest.mark.parametrize("grad", [True, False])  # no-grad steps stack the q/k/v projections into one
 @pytest.mark.parametrize("window,max_len", [(None, 40), (4, 40), (64, 40)])
-def test_generation_with_cache_matches_full_forward(window, max_len):
+def test_generation_with_cache_matches_full_forward(window, max_len, grad):
     torch.manual_seed(1)
     layer = HybridAttention(32, 4, 2, 16, window=window, qk_norm=True)
     sharer = HybridAttention(32, 4, 2, 16, window=window, owns_kv=False)
@@ -117,9 +119,22 @@ def test_generation_with_cache_matches_full_forward(window, max_len):
         offs = [prompt[0] + s, prompt[1] + s]  # the two sequences sit at different positions
         x = torch.stack([xs[0][offs[0]], xs[1][offs[1]]])
         positions = torch.tensor(offs)
-        out = layer.step(x, positions, cache)
-        out_shared = sharer.step(x, positions, cache)
+        with torch.set_grad_enabled(grad):
+            out = layer.step(x, positions, cache)
+            out_shared = sharer.step(x, positions, cache)
         for b in range(2):
             row = int(cu[b]) + offs[b]
             torch.testing.assert_close(out[b], full[row], rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(out_shared[b], full_shared[row], rtol=1e-5, atol=1e-5)
+
+
+def test_stacked_qkv_of_a_step_follows_weight_updates():
+    layer = HybridAttention(32, 4, 2, 16)
+    x, pos = torch.randn(1, 32), torch.tensor([0])
+    with torch.no_grad():
+        layer.step(x, pos, layer.new_cache(1, 8, torch.float32, "cpu"))  # stacks the weights
+        layer.k_proj.weight.mul_(2)  # in place, as an optimizer step
+        cache = layer.new_cache(1, 8, torch.float32, "cpu")
+        layer.step(x, pos, cache)
+        want = rotary(layer.k_proj(x).view(1, 2, 16), pos, layer.rope_base)
+    torch.testing.assert_close(cache.k[0, 0], want[0], rtol=1e-5, atol=1e-5)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from yilightning.layers.linear import Linear
-from yilightning.ops import append_kv, attention, decode_attention, rms_norm, rotary
+from yilightning.ops import append_kv, attention, decode_attention, linear, rms_norm, rotary
 
 
 @dataclass(frozen=True)
@@ -139,16 +139,29 @@ class HybridAttention(nn.Module):
         self.q_norm = RMSNorm(D, norm_eps) if qk_norm else None
         self.k_norm = RMSNorm(D, norm_eps) if qk_norm and owns_kv else None
 
+    def _rotated(self, proj: torch.Tensor, heads: int, norm: nn.Module | None, positions: torch.Tensor) -> torch.Tensor:
+        """A q or k projection ``[..., heads * D]`` as ``[..., heads, D]``, normalised per head
+        (qk_norm) and rotated."""
+        t = proj.view(*proj.shape[:-1], heads, self.head_dim)
+        return rotary(norm(t) if norm is not None else t, positions, self.rope_base)
+
     def _queries(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        q = self.q_proj(x).view(*x.shape[:-1], self.num_heads, self.head_dim)
-        q = self.q_norm(q) if self.q_norm is not None else q
-        return rotary(q, positions, self.rope_base)
+        return self._rotated(self.q_proj(x), self.num_heads, self.q_norm, positions)
 
     def _keys_values(self, x: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        k = self.k_proj(x).view(*x.shape[:-1], self.num_kv_heads, self.head_dim)
-        k = self.k_norm(k) if self.k_norm is not None else k
-        v = self.v_proj(x).view(*x.shape[:-1], self.num_kv_heads, self.head_dim)
-        return rotary(k, positions, self.rope_base), v
+        k = self._rotated(self.k_proj(x), self.num_kv_heads, self.k_norm, positions)
+        return k, self.v_proj(x).view(*x.shape[:-1], self.num_kv_heads, self.head_dim)
+
+    def _qkv(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The q, k and v projections' weights (and biases) stacked, for one product per
+        generation step instead of three (no-grad only); rebuilt when any of them is modified
+        in place (its version) or replaced (its storage)."""
+        projs = (self.q_proj, self.k_proj, self.v_proj)
+        key = tuple((t.data_ptr(), t._version) for p in projs for t in p.parameters())
+        if getattr(self, "_qkv_stacked", None) is None or self._qkv_stacked[0] != key:
+            bias = torch.cat([p.bias for p in projs]) if self.q_proj.bias is not None else None
+            self._qkv_stacked = (key, torch.cat([p.weight for p in projs]), bias)
+        return self._qkv_stacked[1], self._qkv_stacked[2]
 
     def forward(self, x: torch.Tensor, cu_seqlens: torch.Tensor, positions: torch.Tensor,
                 shared_kv: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -195,9 +208,17 @@ class HybridAttention(nn.Module):
         """One generation step: ``x [B, H]`` (one new token per sequence at ``positions [B]``)
         -> ``[B, H]``. A KV-owning layer appends its new K/V to ``cache`` first; a sharing layer
         reads the producer's cache (already appended this step), with no copy."""
-        q = self._queries(x[:, None], positions[:, None])[:, 0]  # (B, Hq, D)
-        if self.owns_kv:
-            k, v = self._keys_values(x[:, None], positions[:, None])
-            append_kv(cache.k, cache.v, k[:, 0], v[:, 0], positions, ring=cache.ring)
+        if self.owns_kv and not torch.is_grad_enabled():  # q, k, v in one product
+            w, b = self._qkv()
+            nq, nk = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+            qp, kp, vp = linear(x, w, b).split([nq, nk, nk], dim=-1)
+            q = self._rotated(qp, self.num_heads, self.q_norm, positions)  # (B, Hq, D)
+            k = self._rotated(kp, self.num_kv_heads, self.k_norm, positions)
+            append_kv(cache.k, cache.v, k, vp.reshape(k.shape), positions, ring=cache.ring)
+        else:
+            q = self._queries(x[:, None], positions[:, None])[:, 0]  # (B, Hq, D)
+            if self.owns_kv:
+                k, v = self._keys_values(x[:, None], positions[:, None])
+                append_kv(cache.k, cache.v, k[:, 0], v[:, 0], positions, ring=cache.ring)
         out = decode_attention(q, cache.k, cache.v, positions + 1, window=self.window)
         return self.o_proj(out.reshape(x.shape[0], -1))

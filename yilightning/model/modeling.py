@@ -57,12 +57,13 @@ class DecoderLayer(nn.Module):
         of the q/k/v projections (and once for the FFN's router, shared expert and experts)."""
         return autocast_inputs(x.device, self.attn_norm(x))[0]
 
-    def ffn(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """FFN residual branch: (out, aux losses [3] or None, tokens per expert or None)."""
+    def ffn(self, x: torch.Tensor, aux: bool = True) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """FFN residual branch: (out, aux losses [3] or None, tokens per expert or None);
+        ``aux=False`` (a generation step) skips stacking the aux losses."""
         h = autocast_inputs(x.device, self.ffn_norm(x))[0]
         if isinstance(self.mlp, MoE):
             o = self.mlp(h)
-            return o.hidden, torch.stack([o.st, o.ep, o.pep]), o.tokens_per_expert
+            return o.hidden, torch.stack([o.st, o.ep, o.pep]) if aux else None, o.tokens_per_expert
         return self.mlp(h), None, None
 
 
@@ -291,7 +292,7 @@ class YiLightningForCausalLM(YiLightningPreTrainedModel):
         for i, layer in enumerate(self.layers):
             layer_cache = cache.layers[i if layer.spec.owns_kv else layer.spec.kv_source]
             hidden = hidden + layer.attn.step(layer.attn_input(hidden), positions, layer_cache)
-            hidden = hidden + layer.ffn(hidden)[0]
+            hidden = hidden + layer.ffn(hidden, aux=False)[0]
         return self.lm_head(self.norm(hidden)).float()
 
     @torch.no_grad()
