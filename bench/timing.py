@@ -12,9 +12,9 @@ import torch
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # where the benchmarks run
 
 
-def sync() -> None:
+def sync(device: str = DEVICE) -> None:
     """Wait for queued GPU work (a no-op on the CPU), so a timed step includes it."""
-    if DEVICE == "cuda":
+    if device == "cuda":
         torch.cuda.synchronize()
 
 
@@ -50,14 +50,9 @@ def timed_alternating(fns: Sequence[Callable[[], object]], device: str, reps: in
     times: list[list[float]] = [[] for _ in fns]
     for _ in range(reps):
         for fn, out in zip(fns, times):
-            sync_device(device)
+            sync(device)
             t0 = time.perf_counter()
             fn()
-            sync_device(device)
+            sync(device)
             out.append(time.perf_counter() - t0)
     return [statistics.median(t) for t in times]
-
-
-def sync_device(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()

@@ -41,6 +41,12 @@ float* packing_buffer(int64_t n) {
 #pragma GCC target("avx512f,avx512vl,avx2,fma")
 #define YL_TILED_INLINE __attribute__((always_inline)) inline
 
+// The lanes of the first `cols` (<= 32) columns of a strip: (columns 0-15, columns 16-31).
+YL_TILED_INLINE std::pair<__mmask16, __mmask16> column_masks(int64_t cols) {
+  return {static_cast<__mmask16>((1u << std::min<int64_t>(cols, 16)) - 1),
+          cols > 16 ? static_cast<__mmask16>((1u << (cols - 16)) - 1) : __mmask16{0}};
+}
+
 // C [R, 32] = alpha * A [R, kc] @ B [kc, 32] + beta * C, columns under the masks m0 | m1 << 16.
 // A is packed k-major (R values per k), B k-major (32 values per k, zero past the last column).
 template <int R>
@@ -136,8 +142,7 @@ void pack_b(bool trans_b, const float* b, int64_t ldb, int64_t p0, int64_t kc, i
     const int64_t cols = std::min(kNR, nc - s);
     float* d = dst + s * kc;
     if (!trans_b) {  // op(B)(p, j) = b[p * ldb + j]: rows of the strip are contiguous
-      const __mmask16 m0 = static_cast<__mmask16>((1u << std::min<int64_t>(cols, 16)) - 1);
-      const __mmask16 m1 = cols > 16 ? static_cast<__mmask16>((1u << (cols - 16)) - 1) : 0;
+      const auto [m0, m1] = column_masks(cols);
       for (int64_t p = 0; p < kc; ++p) {
         const float* src = b + (p0 + p) * ldb + j0 + s;
         _mm512_store_ps(d + p * kNR, _mm512_maskz_loadu_ps(m0, src));
@@ -169,8 +174,7 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
         pack_a(trans_a, a, lda, i0, mc, p0, kc, Ap);
         for (int64_t jr = 0; jr < nc; jr += kNR) {  // a B strip stays in L1 across the A strips
           const int64_t cols = std::min(kNR, nc - jr);
-          const __mmask16 m0 = static_cast<__mmask16>((1u << std::min<int64_t>(cols, 16)) - 1);
-          const __mmask16 m1 = cols > 16 ? static_cast<__mmask16>((1u << (cols - 16)) - 1) : 0;
+          const auto [m0, m1] = column_masks(cols);
           for (int64_t ir = 0; ir < mc; ir += kMR) {
             const int64_t rows = std::min(kMR, mc - ir);
             kTiles[rows - 1](kc, Ap + ir * kc, Bp + jr * kc, c + (i0 + ir) * ldc + j0 + jr, ldc, alpha, beta_p, m0,

@@ -138,6 +138,7 @@ class HybridAttention(nn.Module):
         self.o_proj = Linear(num_heads * D, hidden_size, bias=bias)
         self.q_norm = RMSNorm(D, norm_eps) if qk_norm else None
         self.k_norm = RMSNorm(D, norm_eps) if qk_norm and owns_kv else None
+        self._qkv_stacked: tuple | None = None  # see _qkv
 
     def _rotated(self, proj: torch.Tensor, heads: int, norm: nn.Module | None, positions: torch.Tensor) -> torch.Tensor:
         """A q or k projection ``[..., heads * D]`` as ``[..., heads, D]``, normalised per head
@@ -158,7 +159,7 @@ class HybridAttention(nn.Module):
         in place (its version) or replaced (its storage)."""
         projs = (self.q_proj, self.k_proj, self.v_proj)
         key = tuple((t.data_ptr(), t._version) for p in projs for t in p.parameters())
-        if getattr(self, "_qkv_stacked", None) is None or self._qkv_stacked[0] != key:
+        if self._qkv_stacked is None or self._qkv_stacked[0] != key:
             bias = torch.cat([p.bias for p in projs]) if self.q_proj.bias is not None else None
             self._qkv_stacked = (key, torch.cat([p.weight for p in projs]), bias)
         return self._qkv_stacked[1], self._qkv_stacked[2]
