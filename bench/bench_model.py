@@ -7,7 +7,8 @@ transformers ``Qwen3MoeForCausalLM`` of the same widths, depth, experts and voca
 attention everywhere), both randomly initialised, same process, their calls alternated (medians
 of 5 each: timing.timed_alternating): generation tokens/s at batch 1 and 8 (greedy, a 32-token
 prompt, 64 new tokens), prefill tokens/s (8 x 512 tokens), training
-tokens/s (8 x 256 tokens; forward with the LM loss, backward, AdamW step: the same loop for both;
+tokens/s (8 x 256 tokens; forward with the LM loss, backward, fused AdamW step as
+`yilightning pretrain` runs them: the same loop for both;
 again under bf16 autocast where bf16 runs natively), and KV-cache bytes at 8K context.
 """
 
@@ -56,7 +57,8 @@ def main() -> None:
 
     def train_step(model: torch.nn.Module, autocast: bool):
         model.train()
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        # fused, as `yilightning pretrain` runs it (one kernel over all parameters)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=dev in ("cpu", "cuda"))
 
         def step() -> None:
             with torch.autocast(dev, dtype=torch.bfloat16, enabled=autocast):

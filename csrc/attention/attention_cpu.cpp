@@ -284,31 +284,56 @@ at::Tensor decode_cpu(const at::Tensor& q_in, const at::Tensor& kc_in, const at:
   return merge_splits(part_o, part_m, part_l).to(q_in.scalar_type());
 }
 
-at::Tensor rotary_cpu(const at::Tensor& x_in, const at::Tensor& pos_in, double base, bool inverse) {
-  const auto [R, H, D] = check_rotary(x_in, pos_in, base);
-  TORCH_CHECK(x_in.device().is_cpu(), "rotary: x must be a CPU tensor here, got ", x_in.device());
-  const at::Tensor x = x_in.contiguous(), pos = pos_in.to(at::kLong).contiguous();
-  at::Tensor out = at::empty_like(x);
-  if (out.numel() == 0) return out;
+// cos and sin [R, D/2] of each row's angles, float(pos) * inv_freq (the product the reference
+// forms), by ATen's vectorised sin/cos (glibc's scalar sincosf per angle was most of this op's
+// time). A model rotates q and k of every layer, forward and backward, at the same positions
+// tensor: the last table is kept with a reference to that tensor (so its storage cannot be
+// reused by another) and reused while the tensor, its version, base and D are unchanged
+// (inference tensors have no version counter: their tables are not kept).
+std::pair<at::Tensor, at::Tensor> rope_table(const at::Tensor& pos, int64_t D, double base) {
+  struct Kept { at::Tensor pos, cos, sin; int64_t version = -1, D = 0; double base = 0; };
+  thread_local Kept kept;
+  const bool keep = !pos.is_inference();
+  const int64_t version = keep ? static_cast<int64_t>(pos._version()) : -1;
+  if (keep && kept.pos.defined() && kept.pos.is_same(pos) && kept.version == version && kept.D == D &&
+      kept.base == base)
+    return {kept.cos, kept.sin};
   const int64_t half = D / 2;
   std::vector<float> inv(half);
   for (int64_t i = 0; i < half; ++i) inv[i] = rope_inv_freq(i, D, static_cast<float>(base));
-  const int64_t* pp = pos.const_data_ptr<int64_t>();
+  const at::Tensor angles =
+      pos.to(at::kFloat).reshape({-1, 1}) * at::from_blob(inv.data(), {1, half}, at::kFloat);
+  Kept made{pos, angles.cos(), angles.sin(), version, D, base};
+  if (keep) kept = made;
+  return {made.cos, made.sin};
+}
+
+at::Tensor rotary_cpu(const at::Tensor& x_in, const at::Tensor& pos_in, double base, bool inverse) {
+  const auto [R, H, D] = check_rotary(x_in, pos_in, base);
+  TORCH_CHECK(x_in.device().is_cpu(), "rotary: x must be a CPU tensor here, got ", x_in.device());
+  const at::Tensor x = x_in.contiguous();
+  at::Tensor out = at::empty_like(x);
+  if (out.numel() == 0) return out;
+  const auto [cos_t, sin_t] = rope_table(pos_in, D, base);
+  const int64_t half = D / 2;
+  const float *cp = cos_t.const_data_ptr<float>(), *sp = sin_t.const_data_ptr<float>(), sign = inverse ? -1.f : 1.f;
   YL_DISPATCH_FLOAT(x.scalar_type(), "rotary_cpu", [&] {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, R, std::max<int64_t>(1, 4096 / (H * D)), [&](int64_t begin, int64_t end) {
-      std::vector<float> c(half), s(half), row(D), o(D);
+      std::vector<float> row(D), o(D), s(half), ns(half);
       for (int64_t r = begin; r < end; ++r) {
-        for (int64_t i = 0; i < half; ++i) {  // the row's angles, shared by its H heads
-          ::sincosf(static_cast<float>(pp[r]) * inv[i], &s[i], &c[i]);  // glibc: one range reduction for both
-          if (inverse) s[i] = -s[i];
-        }
+        const float* c = cp + r * half;  // the row's angles, shared by its H heads
+        for (int64_t i = 0; i < half; ++i) s[i] = sign * sp[r * half + i], ns[i] = -s[i];
         for (int64_t h = 0; h < H; ++h) {
           const int64_t at = (r * H + h) * D;
           const float* xr = cpu::load_f32(xp + at, row.data(), D);
           float* orow = cpu::out_f32(op + at, o.data());
-          for (int64_t i = 0; i < half; ++i) rope_pair(xr[i], xr[i + half], c[i], s[i], orow[i], orow[i + half]);
+          // (o1, o2) = (x1 c - x2 s, x2 c + x1 s), by the vectorised row helpers
+          cpu::mul_f32(xr, c, orow, half);
+          cpu::mul_add_f32(xr + half, ns.data(), orow, half);
+          cpu::mul_f32(xr + half, c, orow + half, half);
+          cpu::mul_add_f32(xr, s.data(), orow + half, half);
           cpu::store_f32(orow, op + at, D);
         }
       }

@@ -302,6 +302,24 @@ def test_rotary_gradient_is_the_inverse_rotation(device):
     torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
 
 
+def test_rotary_table_follows_the_positions(device):
+    """The CPU kernel keeps the last positions' cos/sin table: it must notice an in-place change
+    of the positions, another base or head width, and inference tensors (no version counter)."""
+    pos = torch.arange(6, device=device) * 3
+    for x in (torch.randn(6, 2, 16, device=device), torch.randn(6, 1, 8, device=device)):
+        for base in (10000.0, 500.0):
+            torch.testing.assert_close(rotary(x, pos, base), rotary_reference(x, pos, base), rtol=1e-5, atol=1e-5)
+    x = torch.randn(6, 2, 16, device=device)
+    rotary(x, pos)
+    pos.add_(11)  # same tensor, new values
+    torch.testing.assert_close(rotary(x, pos), rotary_reference(x, pos), rtol=1e-5, atol=1e-5)
+    with torch.inference_mode():
+        ipos = torch.arange(6, device=device) + 40
+        torch.testing.assert_close(rotary(x, ipos), rotary_reference(x, ipos), rtol=1e-5, atol=1e-5)
+        ipos.add_(1)
+        torch.testing.assert_close(rotary(x, ipos), rotary_reference(x, ipos), rtol=1e-5, atol=1e-5)
+
+
 @needs_ext
 def test_rotary_opcheck_and_compile(device):
     x = torch.randn(5, 2, 16, device=device, requires_grad=True)
