@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 // Weak: resolved at load time from torch's libraries when present, null otherwise.
 extern "C" void sgemm_(const char*, const char*, const void*, const void*, const void*, const float*, const float*,
@@ -97,6 +98,31 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
   at::Tensor ct = matrix(c, m, n, ldc, false, at::kFloat);
   at::Tensor prod = at::mm(matrix(a, m, k, lda, trans_a, at::kFloat), matrix(b, k, n, ldb, trans_b, at::kFloat));
   if (beta == 0.f) ct.copy_(prod.mul_(alpha)); else ct.mul_(beta).add_(prod, alpha);
+}
+
+namespace {
+// The stored rows [rows, cols] of x, copied into a per-thread buffer when they are gathered.
+template <int slot>
+const float* contiguous_rows(const Operand& x, int64_t rows, int64_t cols, int64_t& ld) {
+  ld = x.ld;
+  if (x.rows == nullptr) return x.data;
+  thread_local std::vector<float> buf;
+  if (static_cast<int64_t>(buf.size()) < rows * cols) buf.resize(rows * cols);
+  for (int64_t r = 0; r < rows; ++r) std::memcpy(buf.data() + r * cols, x.row(r), cols * sizeof(float));
+  ld = cols;
+  return buf.data();
+}
+}  // namespace
+
+void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const Operand& a,
+              const Operand& b, float beta, float* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (tiled_pays(n, k) && !(!trans_a && trans_b && use_skinny(m, false)))
+    return tiled_gemm_f32(trans_a, trans_b, m, n, k, alpha, a, b, beta, c, ldc);
+  int64_t lda = 0, ldb = 0;
+  const float* ap = contiguous_rows<0>(a, trans_a ? k : m, trans_a ? m : k, lda);
+  const float* bp = contiguous_rows<1>(b, trans_b ? n : k, trans_b ? k : n, ldb);
+  gemm_f32(trans_a, trans_b, m, n, k, alpha, ap, lda, bp, ldb, beta, c, ldc);
 }
 
 }  // namespace yl::cpu

@@ -10,10 +10,16 @@
 
 #include <cstdint>
 
+#include "common/cpu_gemm.h"
+
 namespace yl::cpu {
 
 void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
               int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+// The same with operands whose stored rows may be gathered (cpu_gemm.h): the tiled kernel reads
+// them in place; the BLAS and skinny paths multiply a per-thread copy of them.
+void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const Operand& a,
+              const Operand& b, float beta, float* c, int64_t ldc);
 
 // True when gemm_f32 goes straight to the BLAS (reported by build_info).
 bool direct_blas();

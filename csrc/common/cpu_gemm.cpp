@@ -89,14 +89,14 @@ constexpr auto tile_table(std::index_sequence<R...>) {
 }
 constexpr auto kTiles = tile_table(std::make_index_sequence<kMR>{});  // kTiles[r - 1]: r rows
 
-// dst[q * dst_ld + r] = src[r * ld + q] for r < rows (<= 16), q < depth (<= 16): the columns of
+// dst[q * dst_ld + r] = src[r][col + q] for r < rows (<= 16), q < depth (<= 16): the columns of
 // a block of up to 16 rows, through a 16 x 16 in-register transpose. Output row q keeps the
 // lanes under `store` (rows past `rows` read as zeros).
-YL_TILED_INLINE void transpose16(const float* src, int64_t ld, int64_t rows, int64_t depth, float* dst, int64_t dst_ld,
-                                 __mmask16 store) {
+YL_TILED_INLINE void transpose16(const float* const* src, int64_t col, int64_t rows, int64_t depth, float* dst,
+                                 int64_t dst_ld, __mmask16 store) {
   const __mmask16 in = static_cast<__mmask16>((1u << depth) - 1);
   __m512 r[16], t[16];
-  for (int i = 0; i < 16; ++i) r[i] = i < rows ? _mm512_maskz_loadu_ps(in, src + i * ld) : _mm512_setzero_ps();
+  for (int i = 0; i < 16; ++i) r[i] = i < rows ? _mm512_maskz_loadu_ps(in, src[i] + col) : _mm512_setzero_ps();
   for (int i = 0; i < 16; i += 2) {  // lane L of t[i]: r[i][4L], r[i+1][4L], r[i][4L+1], r[i+1][4L+1]
     t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
     t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
@@ -120,16 +120,17 @@ YL_TILED_INLINE void transpose16(const float* src, int64_t ld, int64_t rows, int
 
 // Rows [i0, i0 + mc) x depth [p0, p0 + kc) of op(A) into strips of kMR rows (the last one has
 // the rows left), each k-major: the strip of rows [s, s + kMR) starts at s * kc.
-void pack_a(bool trans_a, const float* a, int64_t lda, int64_t i0, int64_t mc, int64_t p0, int64_t kc, float* dst) {
+void pack_a(bool trans_a, const Operand& a, int64_t i0, int64_t mc, int64_t p0, int64_t kc, float* dst) {
   for (int64_t s = 0; s < mc; s += kMR) {
     const int64_t rows = std::min(kMR, mc - s);
     float* d = dst + s * kc;
-    if (trans_a) {  // op(A)(i, p) = a[p * lda + i]: the strip's rows are contiguous per p
-      for (int64_t p = 0; p < kc; ++p) std::memcpy(d + p * rows, a + (p0 + p) * lda + i0 + s, rows * sizeof(float));
-    } else {  // a transpose
-      const float* src = a + (i0 + s) * lda + p0;
+    if (trans_a) {  // op(A)(i, p) = row p of a, column i: the strip's rows are contiguous per p
+      for (int64_t p = 0; p < kc; ++p) std::memcpy(d + p * rows, a.row(p0 + p) + i0 + s, rows * sizeof(float));
+    } else {  // a transpose of the strip's rows
+      const float* src[16];
+      for (int64_t i = 0; i < rows; ++i) src[i] = a.row(i0 + s + i);
       for (int64_t p = 0; p < kc; p += 16)
-        transpose16(src + p, lda, rows, std::min<int64_t>(16, kc - p), d + p * rows, rows,
+        transpose16(src, p0 + p, rows, std::min<int64_t>(16, kc - p), d + p * rows, rows,
                     static_cast<__mmask16>((1u << rows) - 1));
     }
   }
@@ -137,30 +138,31 @@ void pack_a(bool trans_a, const float* a, int64_t lda, int64_t i0, int64_t mc, i
 
 // Columns [j0, j0 + nc) x depth [p0, p0 + kc) of op(B) into strips of kNR columns, k-major,
 // zero-padded to kNR: strip s starts at s * kc (s a multiple of kNR).
-void pack_b(bool trans_b, const float* b, int64_t ldb, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+void pack_b(bool trans_b, const Operand& b, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
   for (int64_t s = 0; s < nc; s += kNR) {
     const int64_t cols = std::min(kNR, nc - s);
     float* d = dst + s * kc;
-    if (!trans_b) {  // op(B)(p, j) = b[p * ldb + j]: rows of the strip are contiguous
+    if (!trans_b) {  // op(B)(p, j) = row p of b, column j: rows of the strip are contiguous
       const auto [m0, m1] = column_masks(cols);
       for (int64_t p = 0; p < kc; ++p) {
-        const float* src = b + (p0 + p) * ldb + j0 + s;
+        const float* src = b.row(p0 + p) + j0 + s;
         _mm512_store_ps(d + p * kNR, _mm512_maskz_loadu_ps(m0, src));
         _mm512_store_ps(d + p * kNR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
       }
-    } else {  // op(B)(p, j) = b[j * ldb + p]: a transpose, 16 columns at a time
+    } else {  // op(B)(p, j) = row j of b, column p: a transpose, 16 columns at a time
       for (int64_t h = 0; h < kNR; h += 16) {
-        const float* src = b + (j0 + s + h) * ldb + p0;
         const int64_t rows = std::max<int64_t>(0, std::min<int64_t>(16, cols - h));
+        const float* src[16];
+        for (int64_t i = 0; i < rows; ++i) src[i] = b.row(j0 + s + h + i);
         for (int64_t p = 0; p < kc; p += 16)
-          transpose16(src + p, ldb, rows, std::min<int64_t>(16, kc - p), d + p * kNR + h, kNR, 0xFFFF);
+          transpose16(src, p0 + p, rows, std::min<int64_t>(16, kc - p), d + p * kNR + h, kNR, 0xFFFF);
       }
     }
   }
 }
 
-void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-          const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const Operand& a,
+          const Operand& b, float beta, float* c, int64_t ldc) {
   float* Bp = packing_buffer<0>(kKC * kNC);
   float* Ap = packing_buffer<1>(kMC * kKC);
   for (int64_t j0 = 0; j0 < n; j0 += kNC) {
@@ -168,10 +170,10 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
     for (int64_t p0 = 0; p0 < k; p0 += kKC) {
       const int64_t kc = std::min(kKC, k - p0);
       const float beta_p = p0 == 0 ? beta : 1.f;  // later depth blocks add to the first's result
-      pack_b(trans_b, b, ldb, p0, kc, j0, nc, Bp);
+      pack_b(trans_b, b, p0, kc, j0, nc, Bp);
       for (int64_t i0 = 0; i0 < m; i0 += kMC) {
         const int64_t mc = std::min(kMC, m - i0);
-        pack_a(trans_a, a, lda, i0, mc, p0, kc, Ap);
+        pack_a(trans_a, a, i0, mc, p0, kc, Ap);
         for (int64_t jr = 0; jr < nc; jr += kNR) {  // a B strip stays in L1 across the A strips
           const int64_t cols = std::min(kNR, nc - jr);
           const auto [m0, m1] = column_masks(cols);
@@ -214,8 +216,8 @@ bool tiled_pays(int64_t n, int64_t k) { return n >= 16 && k >= 16 && tiled_enabl
 
 const char* gemm_kernel() { return tiled_enabled() ? "avx512" : "blas"; }
 
-void tiled_gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-                    int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+void tiled_gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const Operand& a,
+                    const Operand& b, float beta, float* c, int64_t ldc) {
   TORCH_CHECK(tiled_enabled(), "tiled_gemm_f32: needs an x86-64 CPU with AVX-512 (and YL_CPU_GEMM != blas)");
   if (m <= 0 || n <= 0) return;
   if (k <= 0 || alpha == 0.f) {  // C = beta * C (as the BLAS: A and B are not read)
@@ -226,8 +228,13 @@ void tiled_gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
     return;
   }
 #ifdef YL_TILED_X86
-  gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  gemm(trans_a, trans_b, m, n, k, alpha, a, b, beta, c, ldc);
 #endif
+}
+
+void tiled_gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                    int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  tiled_gemm_f32(trans_a, trans_b, m, n, k, alpha, Operand{a, lda}, Operand{b, ldb}, beta, c, ldc);
 }
 
 void parallel_gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,

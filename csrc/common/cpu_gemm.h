@@ -27,8 +27,20 @@ bool tiled_pays(int64_t n, int64_t k);
 // "avx512" or "blas": what cpu::gemm_f32 runs now (reported by build_info).
 const char* gemm_kernel();
 
+// A row-major operand whose stored rows may be gathered: stored row r is at
+// data + (rows ? rows[r] : r) * ld. Packing reads gathered rows in place, so a product of an
+// index's rows (the MoE layer's tokens per expert) needs no copy of them first.
+struct Operand {
+  const float* data;
+  int64_t ld;
+  const int64_t* rows = nullptr;
+  const float* row(int64_t r) const { return data + (rows ? rows[r] : r) * ld; }
+};
+
 // C [m, n] = alpha * op(A) @ op(B) + beta * C on the calling thread (op(A) is [m, k], op(B)
 // [k, n]; beta = 0 never reads C). Requires tiled_enabled().
+void tiled_gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const Operand& a,
+                    const Operand& b, float beta, float* c, int64_t ldc);
 void tiled_gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                     int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 

@@ -47,6 +47,7 @@ struct Routing {
   at::Tensor group_sizes, row_map;
   std::vector<int64_t> offsets;  // [E + 1] first sorted row of each expert
   std::vector<int64_t> slot;     // sorted row -> t * k + j
+  std::vector<int64_t> token;    // sorted row -> t
 };
 
 Routing route_rows(const at::Tensor& indices, int64_t E, const char* op) {
@@ -57,7 +58,9 @@ Routing route_rows(const at::Tensor& indices, int64_t E, const char* op) {
   r.offsets.assign(E + 1, 0);
   for (int64_t e = 0; e < E; ++e) r.offsets[e + 1] = r.offsets[e] + counts[e];
   r.slot.resize(S);
-  for (int64_t s = 0; s < S; ++s) r.slot[rm[s]] = s;
+  r.token.resize(S);
+  const int64_t k = indices.size(1);
+  for (int64_t s = 0; s < S; ++s) r.slot[rm[s]] = s, r.token[rm[s]] = s / k;
   return r;
 }
 
@@ -76,10 +79,23 @@ const float* expert_f32(const T* w, int64_t e, int64_t n, int64_t m) {
 // Gathers the x rows of sorted rows [row0, row0 + rows) into A [rows, H]: fp32, or x's own
 // dtype (no conversion) for the bf16 GEMMs.
 template <typename T, typename A_t>
-void gather_rows(const T* xp, const Routing& r, int64_t k, int64_t row0, int64_t rows, int64_t H, A_t* A) {
+void gather_rows(const T* xp, const Routing& r, int64_t row0, int64_t rows, int64_t H, A_t* A) {
   for (int64_t i = 0; i < rows; ++i) {
-    const T* src = xp + r.slot[row0 + i] / k * H;
+    const T* src = xp + r.token[row0 + i] * H;
     if constexpr (std::is_same_v<T, A_t>) std::copy(src, src + H, A + i * H); else cpu::copy_to_f32(src, A + i * H, H);
+  }
+}
+
+// The x rows of sorted rows [row0, row0 + rows) as a GEMM operand: fp32 x read in place through
+// the token index (no copy), other dtypes converted into a per-thread tile first.
+template <int slot, typename T>
+cpu::Operand token_rows(const T* xp, const Routing& r, int64_t row0, int64_t rows, int64_t H) {
+  if constexpr (std::is_same_v<T, float>) {
+    return {xp, H, r.token.data() + row0};
+  } else {
+    float* A = cpu::scratch<slot>(rows * H);
+    gather_rows(xp, r, row0, rows, H, A);
+    return {A, H};
   }
 }
 
@@ -87,11 +103,11 @@ using bf16 = at::BFloat16;
 
 // One forward task with bf16 GEMMs (cpu::native_bf16): the products round to bf16 as torch.mm
 // does in bf16, SwiGLU runs in fp32; y (bf16 [rows, H]) receives the expert's output rows.
-void forward_task_bf16(const bf16* xp, const bf16* wgu, const bf16* wd, const Routing& r, int64_t k, int64_t row0,
+void forward_task_bf16(const bf16* xp, const bf16* wgu, const bf16* wd, const Routing& r, int64_t row0,
                        int64_t rows, int64_t H, int64_t I, float* h_keep, bf16* y) {
   const int64_t I2 = 2 * I;
   bf16 *A = cpu::scratch_bf16<0>(rows * H), *hb = cpu::scratch_bf16<1>(rows * I2), *ab = cpu::scratch_bf16<2>(rows * I);
-  gather_rows(xp, r, k, row0, rows, H, A);
+  gather_rows(xp, r, row0, rows, H, A);
   cpu::gemm_bf16(false, true, rows, I2, H, A, H, wgu, H, hb, I2);
   float* h = h_keep ? h_keep + row0 * I2 : cpu::scratch<2>(rows * I2);
   cpu::to_f32(hb, h, rows * I2);
@@ -124,15 +140,14 @@ void forward(const at::Tensor& x, const Routing& r, const at::Tensor& weights, c
     const Task t = tasks[i];
     if constexpr (std::is_same_v<T, bf16>) {
       if (bf16_gemm) {
-        forward_task_bf16(xp, gup + t.e * I2 * H, dnp + t.e * H * I, r, k, t.row0, t.rows, H, I, h_keep,
+        forward_task_bf16(xp, gup + t.e * I2 * H, dnp + t.e * H * I, r, t.row0, t.rows, H, I, h_keep,
                           reinterpret_cast<bf16*>(yp) + t.row0 * H);
         return;
       }
     }
-    float* A = cpu::scratch<0>(t.rows * H);
-    gather_rows(xp, r, k, t.row0, t.rows, H, A);
     float* h = h_keep ? h_keep + t.row0 * I2 : cpu::scratch<2>(t.rows * I2);
-    cpu::gemm_f32(false, true, t.rows, I2, H, 1.f, A, H, expert_f32<1>(gup, t.e, I2, H), H, 0.f, h, I2);
+    cpu::gemm_f32(false, true, t.rows, I2, H, 1.f, token_rows<0>(xp, r, t.row0, t.rows, H),
+                  cpu::Operand{expert_f32<1>(gup, t.e, I2, H), H}, 0.f, h, I2);
     float* a = h_keep ? cpu::scratch<4>(t.rows * I) : h;  // in place (row stride 2I) when h is not kept
     const int64_t lda = h_keep ? I : I2;
     for (int64_t j = 0; j < t.rows; ++j) swiglu::forward_f32(h + j * I2, h + j * I2 + I, a + j * lda, I);
@@ -242,36 +257,42 @@ void backward(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& wei
       const int64_t rows = std::min(kChunk, first + n - row0);
       const float beta = row0 == first ? 0.f : 1.f;
       const float* h = hp + row0 * I2;
-      float *G = cpu::scratch<0>(rows * H), *u = cpu::scratch<2>(rows * I), *a = cpu::scratch<4>(rows * I),
-            *dh = cpu::scratch<7>(rows * I2), *A = cpu::scratch<8>(rows * H);
-      for (int64_t j = 0; j < rows; ++j) cpu::copy_to_f32(gp + r.slot[row0 + j] / k * H, G + j * H, H);
-      // bf16 operands of this chunk's products (bf16_gemm only): G, then w G, a, dh, x rows, one out
+      float *u = cpu::scratch<2>(rows * I), *a = cpu::scratch<4>(rows * I), *dh = cpu::scratch<7>(rows * I2);
+      // bf16 operands of this chunk's products (bf16_gemm only): G, then w G, a, dh, x rows, one
+      // out; Gs holds G in fp32 for them
+      float* Gs = nullptr;
       bf16 *Gb = nullptr, *ab = nullptr, *dhb = nullptr, *Ab = nullptr, *out = nullptr;
       if constexpr (std::is_same_v<T, bf16>) {
         if (bf16_gemm) {
+          Gs = cpu::scratch<0>(rows * H);
+          gather_rows(gp, r, row0, rows, H, Gs);
           Gb = cpu::scratch_bf16<0>(rows * H), ab = cpu::scratch_bf16<1>(rows * I);
           dhb = cpu::scratch_bf16<2>(rows * I2), Ab = cpu::scratch_bf16<3>(rows * H);
           out = cpu::scratch_bf16<4>(std::max({rows * I, rows * H, I2 * H, H * I}));
-          cpu::from_f32(G, Gb, rows * H);
+          cpu::from_f32(Gs, Gb, rows * H);
           cpu::gemm_bf16(false, false, rows, I, H, Gb, H, dnp + e * H * I, I, out, I);
           cpu::to_f32(out, u, rows * I);
         }
       }
-      if (!bf16_gemm) cpu::gemm_f32(false, false, rows, I, H, 1.f, G, H, Wd, I, 0.f, u, I);
+      // the output gradients of the chunk's tokens (fp32: read in place through the token index)
+      const cpu::Operand G = bf16_gemm ? cpu::Operand{nullptr, 0} : token_rows<0>(gp, r, row0, rows, H);
+      if (!bf16_gemm) cpu::gemm_f32(false, false, rows, I, H, 1.f, G, cpu::Operand{Wd, I}, 0.f, u, I);
       for (int64_t j = 0; j < rows; ++j) {
         const int64_t s = r.slot[row0 + j];
         swiglu::forward_f32(h + j * I2, h + j * I2 + I, a + j * I, I);
         dwp[s] = cpu::dot_f32(u + j * I, a + j * I, I);
-        cpu::scale_f32(G + j * H, H, wp[s]);  // w g
+        // dW_down[e] = sum (w g)^T a: the bf16 GEMMs scale g (rounded as the composed ops round
+        // w g), fp32 scales a (g stays where it is)
+        if (Gs) cpu::scale_f32(Gs + j * H, H, wp[s]); else cpu::scale_f32(a + j * I, I, wp[s]);
         cpu::scale_f32(u + j * I, I, wp[s]);  // da = w u
         swiglu::backward_f32(u + j * I, h + j * I2, h + j * I2 + I, dh + j * I2, dh + j * I2 + I, I);
       }
       if constexpr (std::is_same_v<T, bf16>) {
         if (bf16_gemm) {
-          cpu::from_f32(G, Gb, rows * H);
+          cpu::from_f32(Gs, Gb, rows * H);
           cpu::from_f32(a, ab, rows * I);
           cpu::from_f32(dh, dhb, rows * I2);
-          gather_rows(xp, r, k, row0, rows, H, Ab);
+          gather_rows(xp, r, row0, rows, H, Ab);
           cpu::gemm_bf16(true, false, H, I, rows, Gb, H, ab, I, out, I);
           accumulate_bf16(out, dWd, H * I, row0 == first);
           cpu::gemm_bf16(true, false, I2, H, rows, dhb, I2, Ab, H, out, H);
@@ -281,9 +302,9 @@ void backward(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& wei
           continue;
         }
       }
-      cpu::gemm_f32(true, false, H, I, rows, 1.f, G, H, a, I, beta, dWd, I);
-      gather_rows(xp, r, k, row0, rows, H, A);
-      cpu::gemm_f32(true, false, I2, H, rows, 1.f, dh, I2, A, H, beta, dWgu, H);
+      cpu::gemm_f32(true, false, H, I, rows, 1.f, G, cpu::Operand{a, I}, beta, dWd, I);
+      cpu::gemm_f32(true, false, I2, H, rows, 1.f, cpu::Operand{dh, I2}, token_rows<8>(xp, r, row0, rows, H), beta,
+                    dWgu, H);
       cpu::gemm_f32(false, false, rows, H, I2, 1.f, dh, I2, Wgu, H, 0.f, dxs + row0 * H, H);
     }
     if constexpr (!f32) {

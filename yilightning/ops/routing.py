@@ -238,10 +238,15 @@ def load_balance_losses(
     # training step, under torch.compile a graph break.
     if indices.numel() and not indices.is_cuda and not torch.compiler.is_compiling() and (int(indices.min()) < 0 or int(indices.max()) >= E):
         raise ValueError(f"load_balance_losses: indices must lie in [0, E={E})")
-    st = coef_st * _set_losses(probs, indices, 1).mean()
-    ep = coef_ep * _set_losses(probs, indices, ep_size).mean()
-    pep = coef_pep * _set_losses(probs, indices, ep_size * partitions).mean()
-    return st, ep, pep
+    # one computation per distinct number of sets (with ep_size = partitions = 1, one for all three)
+    levels: dict[int, torch.Tensor] = {}
+
+    def level(n_sets: int) -> torch.Tensor:
+        if n_sets not in levels:
+            levels[n_sets] = _set_losses(probs, indices, n_sets).mean()
+        return levels[n_sets]
+
+    return coef_st * level(1), coef_ep * level(ep_size), coef_pep * level(ep_size * partitions)
 
 
 def update_expert_bias(bias: torch.Tensor, tokens_per_expert: torch.Tensor, rate: float) -> torch.Tensor:
