@@ -94,6 +94,21 @@ def test_kv_sharing_layer_equals_unshared_layer_with_copied_projections():
         consumer(x_cons, cu, pos)
 
 
+def test_generation_step_calls_hooked_projections():
+    """The no-grad step's stacked q/k/v product is only for plain projections: a forward hook
+    (as an adapter library adds) must see its module called, and the result must not change."""
+    torch.manual_seed(2)
+    layer = HybridAttention(32, 4, 2, 16)
+    x, pos = torch.randn(3, 32), torch.tensor([0, 0, 0])
+    with torch.no_grad():
+        plain = layer.step(x, pos, layer.new_cache(3, 8, torch.float32, "cpu"))
+        calls = []
+        layer.v_proj.register_forward_hook(lambda *args: calls.append(1))
+        hooked = layer.step(x, pos, layer.new_cache(3, 8, torch.float32, "cpu"))
+    assert calls
+    torch.testing.assert_close(hooked, plain, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("grad", [True, False])  # no-grad steps stack the q/k/v projections into one
 @pytest.mark.parametrize("window,max_len", [(None, 40), (4, 40), (64, 40)])
 def test_generation_with_cache_matches_full_forward(window, max_len, grad):

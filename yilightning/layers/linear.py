@@ -19,3 +19,9 @@ class Linear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return linear(x, self.weight, self.bias)
+
+
+def is_plain(module: nn.Module | None) -> bool:
+    """True for a ``Linear`` (not a subclass) without forward hooks: its product may be fused
+    with others' (stacked q/k/v, the LM head with its loss) without skipping anything."""
+    return type(module) is Linear and not module._forward_hooks and not module._forward_pre_hooks

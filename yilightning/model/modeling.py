@@ -12,6 +12,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from yilightning.layers import HybridAttention, LayerCache, Linear, MoE, RMSNorm, hybrid_schedule, kv_cache_bytes
+from yilightning.layers.linear import is_plain
 from yilightning.model.config import YiLightningConfig
 from yilightning.ops import cross_entropy, lm_head_loss, lm_head_loss_fused, swiglu
 from yilightning.ops._autocast import autocast_inputs
@@ -235,8 +236,8 @@ class YiLightningForCausalLM(YiLightningPreTrainedModel):
         # are formed unless ``out.logits`` is read (ops.lm_head_loss). Not for a replaced or
         # hooked head (an adapter, a quantised head): the fused loss reads the weight directly.
         head = self.lm_head
-        fused = (labels is not None and type(head) is Linear and head.bias is None and not head._forward_hooks
-                 and not head._forward_pre_hooks and lm_head_loss_fused(hidden, head.weight))
+        fused = (labels is not None and is_plain(head) and head.bias is None
+                 and lm_head_loss_fused(hidden, head.weight))
         raw = None if fused else head(hidden)  # (N, V), bf16 under autocast
         out = CausalLMOutput(head_output=None if fused else raw.view(*shape, -1), tokens_per_expert=counts,
                              _head=self._deferred_head(hidden, shape) if fused else None)
