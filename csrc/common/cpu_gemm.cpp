@@ -125,7 +125,9 @@ void pack_a(bool trans_a, const Operand& a, int64_t i0, int64_t mc, int64_t p0, 
     const int64_t rows = std::min(kMR, mc - s);
     float* d = dst + s * kc;
     if (trans_a) {  // op(A)(i, p) = row p of a, column i: the strip's rows are contiguous per p
-      for (int64_t p = 0; p < kc; ++p) std::memcpy(d + p * rows, a.row(p0 + p) + i0 + s, rows * sizeof(float));
+      const __mmask16 lanes = static_cast<__mmask16>((1u << rows) - 1);  // one masked copy per p
+      for (int64_t p = 0; p < kc; ++p)
+        _mm512_mask_storeu_ps(d + p * rows, lanes, _mm512_maskz_loadu_ps(lanes, a.row(p0 + p) + i0 + s));
     } else {  // a transpose of the strip's rows
       const float* src[16];
       for (int64_t i = 0; i < rows; ++i) src[i] = a.row(i0 + s + i);
