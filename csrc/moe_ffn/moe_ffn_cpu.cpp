@@ -3,10 +3,11 @@
 // y_sorted; in backward their gradients too), and on the CPU a fresh large tensor is the
 // expensive part: glibc maps every allocation above 32 MiB anew, so each call page-faults and
 // zeroes them again (measured: permute alone 14.6 ms of a 125 ms fine layer, 12.6 ms of it first
-// touch). Here each task gathers its tokens' rows straight into a per-thread fp32 tile, runs the
-// GEMMs (single-threaded BLAS, tasks in parallel) and SwiGLU in per-thread scratch, and writes
-// its output rows once into a workspace the calling thread keeps between calls; a last pass
-// sums each token's k rows in slot order, as unpermute does (deterministic).
+// touch). Here each task multiplies its tokens' rows where they are (fp32: the tiled GEMM packs
+// them through the token index, cpu::Operand; bf16 rows are gathered into a per-thread tile),
+// runs the GEMMs (single-threaded, tasks in parallel) and SwiGLU in per-thread scratch, and
+// writes its output rows once into a workspace the calling thread keeps between calls; a last
+// pass sums each token's k rows in slot order, as unpermute does (deterministic).
 // Forward tasks are (expert, chunk of <= kChunk rows); backward tasks are whole experts, so
 // each expert's weight gradient has one writer (deterministic, no atomics).
 // bf16 inputs on a CPU with bf16 units (cpu::native_bf16) multiply as bf16 (oneDNN, products
@@ -76,8 +77,8 @@ const float* expert_f32(const T* w, int64_t e, int64_t n, int64_t m) {
   }
 }
 
-// Gathers the x rows of sorted rows [row0, row0 + rows) into A [rows, H]: fp32, or x's own
-// dtype (no conversion) for the bf16 GEMMs.
+// Gathers the token rows of sorted rows [row0, row0 + rows) of xp (x, or the output gradient)
+// into A [rows, H]: fp32, or xp's own dtype (no conversion) for the bf16 GEMMs.
 template <typename T, typename A_t>
 void gather_rows(const T* xp, const Routing& r, int64_t row0, int64_t rows, int64_t H, A_t* A) {
   for (int64_t i = 0; i < rows; ++i) {
@@ -86,8 +87,8 @@ void gather_rows(const T* xp, const Routing& r, int64_t row0, int64_t rows, int6
   }
 }
 
-// The x rows of sorted rows [row0, row0 + rows) as a GEMM operand: fp32 x read in place through
-// the token index (no copy), other dtypes converted into a per-thread tile first.
+// The token rows of sorted rows [row0, row0 + rows) of xp as a GEMM operand: fp32 read in place
+// through the token index (no copy), other dtypes converted into a per-thread tile first.
 template <int slot, typename T>
 cpu::Operand token_rows(const T* xp, const Routing& r, int64_t row0, int64_t rows, int64_t H) {
   if constexpr (std::is_same_v<T, float>) {
