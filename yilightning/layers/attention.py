@@ -158,7 +158,7 @@ class HybridAttention(nn.Module):
         generation step instead of three (no-grad only, and only for plain ``Linear``
         projections: a hooked one is called as a module); rebuilt when any of them is modified
         in place (its version) or replaced (its storage). Longer inputs (training, prefill) keep
-        three products: measured, the stacked one was 3-6% slower there (its q/k/v column
+        three products: measured, the stacked one was 2-6% slower there (its q/k/v column
         slices are copied again by the ops after it)."""
         projs = (self.q_proj, self.k_proj, self.v_proj)
         key = tuple((t.data_ptr(), t._version) for p in projs for t in p.parameters())
