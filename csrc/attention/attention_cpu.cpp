@@ -13,6 +13,7 @@
 #include <torch/library.h>
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "attention/attention.h"
@@ -286,26 +287,24 @@ at::Tensor decode_cpu(const at::Tensor& q_in, const at::Tensor& kc_in, const at:
 
 // cos and sin [R, D/2] of each row's angles, float(pos) * inv_freq (the product the reference
 // forms), by ATen's vectorised sin/cos (glibc's scalar sincosf per angle was most of this op's
-// time). A model rotates q and k of every layer, forward and backward, at the same positions
-// tensor: the last table is kept with a reference to that tensor (so its storage cannot be
-// reused by another) and reused while the tensor, its version, base and D are unchanged
-// (inference tensors have no version counter: their tables are not kept).
-std::pair<at::Tensor, at::Tensor> rope_table(const at::Tensor& pos, int64_t D, double base) {
-  struct Kept { at::Tensor pos, cos, sin; int64_t version = -1, D = 0; double base = 0; };
+// time). A model rotates q and k of every layer, forward and backward, at the same positions:
+// the calling thread keeps its last table with a copy of the positions it was made for, and
+// reuses it while the positions' values (compared in full: a memcmp of R int64s), base and D
+// are the same.
+std::pair<at::Tensor, at::Tensor> rope_table(const at::Tensor& pos_in, int64_t D, double base) {
+  struct Kept { at::Tensor pos, cos, sin; int64_t D = 0; double base = 0; };
   thread_local Kept kept;
-  const bool keep = !pos.is_inference();
-  const int64_t version = keep ? static_cast<int64_t>(pos._version()) : -1;
-  if (keep && kept.pos.defined() && kept.pos.is_same(pos) && kept.version == version && kept.D == D &&
-      kept.base == base)
+  const at::Tensor pos = pos_in.to(at::kLong).contiguous();
+  const int64_t bytes = pos.numel() * static_cast<int64_t>(sizeof(int64_t));
+  if (kept.pos.defined() && kept.D == D && kept.base == base && kept.pos.numel() == pos.numel() &&
+      std::memcmp(kept.pos.const_data_ptr<int64_t>(), pos.const_data_ptr<int64_t>(), bytes) == 0)
     return {kept.cos, kept.sin};
   const int64_t half = D / 2;
   std::vector<float> inv(half);
   for (int64_t i = 0; i < half; ++i) inv[i] = rope_inv_freq(i, D, static_cast<float>(base));
-  const at::Tensor angles =
-      pos.to(at::kFloat).reshape({-1, 1}) * at::from_blob(inv.data(), {1, half}, at::kFloat);
-  Kept made{pos, angles.cos(), angles.sin(), version, D, base};
-  if (keep) kept = made;
-  return {made.cos, made.sin};
+  const at::Tensor angles = pos.to(at::kFloat).reshape({-1, 1}) * at::from_blob(inv.data(), {1, half}, at::kFloat);
+  kept = {pos.clone(), angles.cos(), angles.sin(), D, base};
+  return {kept.cos, kept.sin};
 }
 
 at::Tensor rotary_cpu(const at::Tensor& x_in, const at::Tensor& pos_in, double base, bool inverse) {

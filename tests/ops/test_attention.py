@@ -303,16 +303,18 @@ def test_rotary_gradient_is_the_inverse_rotation(device):
 
 
 def test_rotary_table_follows_the_positions(device):
-    """The CPU kernel keeps the last positions' cos/sin table: it must notice an in-place change
-    of the positions, another base or head width, and inference tensors (no version counter)."""
+    """The CPU kernel keeps the last positions' cos/sin table: it must follow a change of the
+    positions by any route (in place, through ``.data``, a new tensor), another base or head
+    width, and inference tensors."""
     pos = torch.arange(6, device=device) * 3
     for x in (torch.randn(6, 2, 16, device=device), torch.randn(6, 1, 8, device=device)):
         for base in (10000.0, 500.0):
             torch.testing.assert_close(rotary(x, pos, base), rotary_reference(x, pos, base), rtol=1e-5, atol=1e-5)
     x = torch.randn(6, 2, 16, device=device)
-    rotary(x, pos)
-    pos.add_(11)  # same tensor, new values
-    torch.testing.assert_close(rotary(x, pos), rotary_reference(x, pos), rtol=1e-5, atol=1e-5)
+    for change in (lambda p: p.add_(11), lambda p: p.data.mul_(2), lambda p: p.flip(0), lambda p: p.int() + 1):
+        rotary(x, pos)
+        pos = change(pos)
+        torch.testing.assert_close(rotary(x, pos), rotary_reference(x, pos), rtol=1e-5, atol=1e-5)
     with torch.inference_mode():
         ipos = torch.arange(6, device=device) + 40
         torch.testing.assert_close(rotary(x, ipos), rotary_reference(x, ipos), rtol=1e-5, atol=1e-5)
