@@ -84,22 +84,6 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, cons
   at::mm_out(ct, matrix(a, m, k, lda, trans_a, at::kBFloat16), matrix(b, k, n, ldb, trans_b, at::kBFloat16));
 }
 
-void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-              int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  if (!trans_a && trans_b && use_skinny(m, false))
-    return skinny_gemm_nt(m, n, k, a, lda, b, ldb, alpha, beta, nullptr, c, ldc);
-  if (tiled_pays(n, k)) return tiled_gemm_f32(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  if (direct_blas()) {
-    row_major_blas(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    return;
-  }
-  const at::AutoDispatchBelowADInplaceOrView no_autograd;
-  at::Tensor ct = matrix(c, m, n, ldc, false, at::kFloat);
-  at::Tensor prod = at::mm(matrix(a, m, k, lda, trans_a, at::kFloat), matrix(b, k, n, ldb, trans_b, at::kFloat));
-  if (beta == 0.f) ct.copy_(prod.mul_(alpha)); else ct.mul_(beta).add_(prod, alpha);
-}
-
 namespace {
 // The stored rows [rows, cols] of x, copied into a per-thread buffer when they are gathered.
 template <int slot>
@@ -117,12 +101,25 @@ const float* contiguous_rows(const Operand& x, int64_t rows, int64_t cols, int64
 void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const Operand& a,
               const Operand& b, float beta, float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
-  if (tiled_pays(n, k) && !(!trans_a && trans_b && use_skinny(m, false)))
-    return tiled_gemm_f32(trans_a, trans_b, m, n, k, alpha, a, b, beta, c, ldc);
-  int64_t lda = 0, ldb = 0;
+  const bool skinny = !trans_a && trans_b && use_skinny(m, false);
+  if (!skinny && tiled_pays(n, k)) return tiled_gemm_f32(trans_a, trans_b, m, n, k, alpha, a, b, beta, c, ldc);
+  int64_t lda = 0, ldb = 0;  // the other paths read contiguous rows
   const float* ap = contiguous_rows<0>(a, trans_a ? k : m, trans_a ? m : k, lda);
   const float* bp = contiguous_rows<1>(b, trans_b ? n : k, trans_b ? k : n, ldb);
-  gemm_f32(trans_a, trans_b, m, n, k, alpha, ap, lda, bp, ldb, beta, c, ldc);
+  if (skinny) return skinny_gemm_nt(m, n, k, ap, lda, bp, ldb, alpha, beta, nullptr, c, ldc);
+  if (direct_blas()) {
+    row_major_blas(trans_a, trans_b, m, n, k, alpha, ap, lda, bp, ldb, beta, c, ldc);
+    return;
+  }
+  const at::AutoDispatchBelowADInplaceOrView no_autograd;
+  at::Tensor ct = matrix(c, m, n, ldc, false, at::kFloat);
+  at::Tensor prod = at::mm(matrix(ap, m, k, lda, trans_a, at::kFloat), matrix(bp, k, n, ldb, trans_b, at::kFloat));
+  if (beta == 0.f) ct.copy_(prod.mul_(alpha)); else ct.mul_(beta).add_(prod, alpha);
+}
+
+void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+              int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  gemm_f32(trans_a, trans_b, m, n, k, alpha, Operand{a, lda}, Operand{b, ldb}, beta, c, ldc);
 }
 
 }  // namespace yl::cpu
