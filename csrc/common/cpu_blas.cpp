@@ -101,12 +101,17 @@ const float* contiguous_rows(const Operand& x, int64_t rows, int64_t cols, int64
 void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const Operand& a,
               const Operand& b, float beta, float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
-  const bool skinny = !trans_a && trans_b && use_skinny(m, false);
+  const bool nt = !trans_a && trans_b && skinny_enabled();
+  const bool skinny = nt && use_skinny(m, false);
   if (!skinny && tiled_pays(n, k)) return tiled_gemm_f32(trans_a, trans_b, m, n, k, alpha, a, b, beta, c, ldc);
-  int64_t lda = 0, ldb = 0;  // the other paths read contiguous rows
-  const float* ap = contiguous_rows<0>(a, trans_a ? k : m, trans_a ? m : k, lda);
+  int64_t ldb = 0;
   const float* bp = contiguous_rows<1>(b, trans_b ? n : k, trans_b ? k : n, ldb);
-  if (skinny) return skinny_gemm_nt(m, n, k, ap, lda, bp, ldb, alpha, beta, nullptr, c, ldc);
+  // Gathered A rows against a few columns (an expert of intermediate size < 8): the skinny
+  // kernel reads them in place, where the BLAS would need them copied first.
+  if (skinny || (nt && a.rows != nullptr && n < 16))
+    return skinny_gemm_nt(m, n, k, a.data, a.ld, bp, ldb, alpha, beta, nullptr, c, ldc, a.rows);
+  int64_t lda = 0;  // the other paths read contiguous rows
+  const float* ap = contiguous_rows<0>(a, trans_a ? k : m, trans_a ? m : k, lda);
   if (direct_blas()) {
     row_major_blas(trans_a, trans_b, m, n, k, alpha, ap, lda, bp, ldb, beta, c, ldc);
     return;

@@ -75,6 +75,20 @@ YL_CPU_CLONES void axpy_f32(float a, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
+YL_CPU_CLONES void weighted_sum_f32(const float* const* x, const float* w, int64_t k, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {  // all k rows stream at once: one pass over y
+    vf16 acc = {};
+    for (int64_t j = 0; j < k; ++j) acc += w[j] * load16(x[j] + i);
+    std::memcpy(y + i, &acc, sizeof(acc));
+  }
+  for (; i < n; ++i) {
+    float s = 0.f;
+    for (int64_t j = 0; j < k; ++j) s += w[j] * x[j][i];
+    y[i] = s;
+  }
+}
+
 YL_CPU_CLONES void mul_f32(const float* a, const float* b, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = a[i] * b[i];
 }

@@ -13,6 +13,8 @@ float dot_f32(const float* x, const float* y, int64_t n);
 void scale_f32(float* x, int64_t n, float a);              // x <- a x
 void scaled_copy_f32(const float* x, float* y, int64_t n, float a);  // y <- a x
 void axpy_f32(float a, const float* x, float* y, int64_t n);         // y <- y + a x
+// y <- sum_j w[j] x[j] over k rows, summed in j order (the k rows are read together)
+void weighted_sum_f32(const float* const* x, const float* w, int64_t k, float* y, int64_t n);
 void mul_f32(const float* a, const float* b, float* y, int64_t n);   // y <- a * b (elementwise)
 void mul_add_f32(const float* a, const float* b, float* y, int64_t n);  // y <- y + a * b
 

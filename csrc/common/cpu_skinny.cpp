@@ -41,6 +41,7 @@ struct V {
   static constexpr int kLanes = 16, kTile = 16;
   static YL_INLINE reg zero() { return _mm512_setzero_ps(); }
   static YL_INLINE reg load(const float* p) { return _mm512_loadu_ps(p); }
+  static YL_INLINE void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
   static YL_INLINE reg load(const bf16* p) {  // bf16 -> fp32 is a 16-bit shift
     const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
@@ -73,6 +74,7 @@ struct V {
   static constexpr int kLanes = 8, kTile = 8;
   static YL_INLINE reg zero() { return _mm256_setzero_ps(); }
   static YL_INLINE reg load(const float* p) { return _mm256_loadu_ps(p); }
+  static YL_INLINE void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
   static YL_INLINE reg load(const bf16* p) {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
@@ -122,13 +124,13 @@ Isa isa() {
 }
 
 template <class T>
-void dispatch(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb, float alpha,
-              float beta, const T* bias, T* c, int64_t ldc) {
+void dispatch(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const int64_t* a_rows, const T* b,
+              int64_t ldb, float alpha, float beta, const T* bias, T* c, int64_t ldc) {
   if (m <= 0 || n <= 0) return;
 #ifdef YL_SKINNY_X86
   const Isa best = isa();
-  if (best == Isa::avx512) return avx512::gemm(m, n, k, a, lda, b, ldb, alpha, beta, bias, c, ldc);
-  if (best == Isa::avx2) return avx2::gemm(m, n, k, a, lda, b, ldb, alpha, beta, bias, c, ldc);
+  if (best == Isa::avx512) return avx512::gemm(m, n, k, a, lda, a_rows, b, ldb, alpha, beta, bias, c, ldc);
+  if (best == Isa::avx2) return avx2::gemm(m, n, k, a, lda, a_rows, b, ldb, alpha, beta, bias, c, ldc);
 #endif
   TORCH_CHECK(false, "skinny_gemm_nt: no skinny kernel here (needs x86-64 with AVX2 and FMA, YL_CPU_SKINNY != 0)");
 }
@@ -152,13 +154,13 @@ const char* skinny_isa() {
 }
 
 void skinny_gemm_nt(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb,
-                    float alpha, float beta, const float* bias, float* c, int64_t ldc) {
-  dispatch(m, n, k, a, lda, b, ldb, alpha, beta, bias, c, ldc);
+                    float alpha, float beta, const float* bias, float* c, int64_t ldc, const int64_t* a_rows) {
+  dispatch(m, n, k, a, lda, a_rows, b, ldb, alpha, beta, bias, c, ldc);
 }
 
 void skinny_gemm_nt(int64_t m, int64_t n, int64_t k, const bf16* a, int64_t lda, const bf16* b, int64_t ldb,
                     float alpha, float beta, const bf16* bias, bf16* c, int64_t ldc) {
-  dispatch(m, n, k, a, lda, b, ldb, alpha, beta, bias, c, ldc);
+  dispatch(m, n, k, a, lda, static_cast<const int64_t*>(nullptr), b, ldb, alpha, beta, bias, c, ldc);
 }
 
 }  // namespace yl::cpu

@@ -31,8 +31,10 @@ const char* skinny_isa();
 
 // C [m, n] (row stride ldc) = alpha * A [m, k] @ B [n, k]^T + beta * C + bias, on the calling
 // thread. bias (n values) may be null; beta = 0 never reads C. Requires skinny_enabled().
+// a_rows (fp32, or null): row r of A is stored row a_rows[r], at a + a_rows[r] * lda.
 void skinny_gemm_nt(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb,
-                    float alpha, float beta, const float* bias, float* c, int64_t ldc);
+                    float alpha, float beta, const float* bias, float* c, int64_t ldc,
+                    const int64_t* a_rows = nullptr);
 void skinny_gemm_nt(int64_t m, int64_t n, int64_t k, const c10::BFloat16* a, int64_t lda, const c10::BFloat16* b,
                     int64_t ldb, float alpha, float beta, const c10::BFloat16* bias, c10::BFloat16* c, int64_t ldc);
 

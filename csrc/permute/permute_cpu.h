@@ -35,12 +35,12 @@ inline std::tuple<at::Tensor, at::Tensor> sort_by_expert(const at::Tensor& indic
 template <typename Y, typename O>
 void combine(const Y* yp, const int64_t* rm, const float* w, O* op, int64_t T, int64_t k, int64_t H) {
   at::parallel_for(0, T, 16, [&](int64_t begin, int64_t end) {
-    std::vector<float> accbuf(H), row(H);
+    std::vector<float> accbuf(H), rowbuf(std::is_same_v<Y, float> ? 0 : k * H);
+    std::vector<const float*> rows(k);
     for (int64_t t = begin; t < end; ++t) {
+      for (int64_t j = 0; j < k; ++j) rows[j] = cpu::load_f32(yp + rm[t * k + j] * H, rowbuf.data() + j * H, H);
       float* acc = cpu::out_f32(op + t * H, accbuf.data());  // fp32 output: sum in place
-      std::fill(acc, acc + H, 0.f);
-      for (int64_t j = 0; j < k; ++j)
-        cpu::axpy_f32(w[t * k + j], cpu::load_f32(yp + rm[t * k + j] * H, row.data(), H), acc, H);
+      cpu::weighted_sum_f32(rows.data(), w + t * k, k, acc, H);
       cpu::store_f32(acc, op + t * H, H);
     }
   });

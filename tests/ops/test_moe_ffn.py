@@ -98,6 +98,23 @@ def test_few_tokens_with_each_skinny_kernel(skinny_isa, T, dtype):
     torch.testing.assert_close(out.float(), reference(*args), rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("I", [1, 3, 7])
+def test_narrow_experts_with_each_skinny_kernel(skinny_isa, I):
+    # 2I < 16 gate/up columns: the skinny kernel reads each expert's gathered token rows in place
+    # (H = 37: a partial vector at the end of every row for both vector widths)
+    x, indices, weights, w_gu, w_dn = problem(300, 37, 8, 3, I, "cpu", seed=I)
+    grad = torch.randn(300, 37, generator=torch.Generator().manual_seed(1))
+    ours = [t.detach().clone().requires_grad_() for t in (x, weights, w_gu, w_dn)]
+    refs = [t.detach().clone().requires_grad_() for t in (x, weights, w_gu, w_dn)]
+    out, _ = moe_ffn(ours[0], indices, *ours[1:])
+    ref = reference(refs[0], indices, *refs[1:])
+    torch.testing.assert_close(out, ref, rtol=2e-5, atol=2e-5)
+    out.backward(grad)
+    ref.backward(grad)
+    for name, a, b in zip(("x", "weights", "w_gate_up", "w_down"), ours, refs):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-4, msg=name)
+
+
 @needs_ext
 def test_gradients_are_deterministic_across_thread_counts():
     args = problem(300, 32, 8, 3, 24, "cpu", seed=3)
