@@ -1,25 +1,99 @@
 #include "common/cpu_alloc.h"
 
+#include <ATen/EmptyTensor.h>
+#include <c10/core/Allocator.h>
+
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <mutex>
 
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
 
 namespace yl::cpu {
+namespace {
+
+constexpr size_t kAlign = size_t{2} << 20;  // a huge page
+
+struct Block {
+  void* data;
+  size_t bytes;
+};
+
+// The allocator behind empty_huge: blocks of kAlign-aligned memory, kept by size when freed.
+class HugeBlockCache final : public c10::Allocator {
+ public:
+  c10::DataPtr allocate(size_t n) override {
+    const size_t bytes = std::max<size_t>((n + kAlign - 1) / kAlign * kAlign, kAlign);
+    void* data = take(bytes);
+    if (data == nullptr) {
+      data = std::aligned_alloc(kAlign, bytes);
+      TORCH_CHECK(data != nullptr, "yilightning: out of memory allocating ", bytes, " bytes on the CPU");
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+      madvise(data, bytes, MADV_HUGEPAGE);  // advice only: ignored where THP is off
+#endif
+    }
+    return {data, new Block{data, bytes}, &release, c10::Device(c10::DeviceType::CPU)};
+  }
+
+  void copy_data(void* dest, const void* src, std::size_t count) const override {
+    default_copy_data(dest, src, count);
+  }
+
+ private:
+  static void release(void* ctx) {
+    const Block* b = static_cast<Block*>(ctx);
+    instance().keep_or_free(b->data, b->bytes);
+    delete b;
+  }
+
+  void* take(size_t bytes) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    const auto it = free_.find(bytes);
+    if (it == free_.end()) return nullptr;
+    void* data = it->second;
+    free_.erase(it);
+    held_ -= bytes;
+    return data;
+  }
+
+  void keep_or_free(void* data, size_t bytes) {
+    {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      if (held_ + bytes <= static_cast<size_t>(kCachedBytes)) {
+        free_.emplace(bytes, data);
+        held_ += bytes;
+        return;
+      }
+    }
+    std::free(data);
+  }
+
+ public:
+  static HugeBlockCache& instance() {
+    static auto* cache = new HugeBlockCache();  // never destroyed: tensors may outlive static destructors
+    return *cache;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::multimap<size_t, void*> free_;  // kept blocks by size
+  size_t held_ = 0;
+};
+
+}  // namespace
 
 at::Tensor empty_huge(at::IntArrayRef sizes, const at::TensorOptions& options) {
-  at::Tensor t = at::empty(sizes, options);
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  const int64_t bytes = t.numel() * t.element_size();
-  if (bytes >= kHugeBytes) {
-    constexpr uintptr_t kPage = 4096;  // madvise wants a page-aligned start: advise the interior
-    const auto p = reinterpret_cast<uintptr_t>(t.data_ptr());
-    const uintptr_t first = (p + kPage - 1) / kPage * kPage, last = (p + bytes) / kPage * kPage;
-    if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);  // advice only
-  }
-#endif
-  return t;
+  TORCH_CHECK(options.device().is_cpu(), "empty_huge: a CPU tensor only, got ", options.device());
+  int64_t numel = 1;
+  for (const int64_t s : sizes) numel *= s;
+  const int64_t bytes = numel * static_cast<int64_t>(c10::elementSize(options.dtype().toScalarType()));
+  if (bytes < kHugeBytes) return at::empty(sizes, options);
+  return at::detail::empty_generic(sizes, &HugeBlockCache::instance(), c10::DispatchKeySet(c10::DispatchKey::CPU),
+                                   options.dtype().toScalarType(), options.memory_format_opt());
 }
 
 }  // namespace yl::cpu

@@ -2,7 +2,8 @@
 // The op exists for the CPU: few rows (a decode step's token rows against every weight of the
 // model) run the skinny kernels of common/cpu_skinny.h, more fp32 rows our tiled GEMM
 // (common/cpu_gemm.h) where it is on, and outputs of 32 MiB or more (an LM head over a
-// prefill) go into huge pages (common/cpu_alloc.h). Python sends everything else to F.linear.
+// prefill) come from the cache of huge-page blocks (common/cpu_alloc.h). Python sends
+// everything else to F.linear.
 #pragma once
 #include <ATen/ATen.h>
 

@@ -1,7 +1,7 @@
 // Linear on the CPU: up to cpu::kSkinnyRows rows of fp32 or bf16 run the skinny kernels, split
 // over the output columns; more fp32 rows run our tiled GEMM (cpu_gemm.h) where it is on, split
 // over the threads; everything else is the BLAS. Large outputs (an LM head over a prefill) go
-// into memory advised to use huge pages (cpu_alloc.h).
+// into the cache of huge-page blocks (cpu_alloc.h).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -48,7 +48,7 @@ at::Tensor linear_cpu(const at::Tensor& x, const at::Tensor& weight, const std::
                       cpu::use_skinny(rows, x.scalar_type() == at::kBFloat16);
   auto shape = x.sizes().vec();
   shape.back() = N;
-  at::Tensor y = cpu::empty_huge(shape, x.options());  // huge pages from 32 MiB up
+  at::Tensor y = cpu::empty_huge(shape, x.options());  // the huge-page block cache from 32 MiB up
   if (!skinny && x.scalar_type() == at::kFloat && cpu::tiled_pays(N, K) && rows > 0) {
     // y = x @ weight^T: A = x [rows, K], B = weight^T [K, N] (weight^T of a transposed view is
     // row-major: backward passes weight.t() and x.t() here without copies).

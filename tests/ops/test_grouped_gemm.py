@@ -92,6 +92,26 @@ def test_non_contiguous_operands(device):
     torch.testing.assert_close(grouped_gemm(a_nc, b_nc, gs), ref, rtol=1e-5, atol=1e-5)
 
 
+@needs_ext
+def test_large_outputs_reuse_their_memory():
+    """Outputs from 32 MiB up come from the CPU kernels' cache of huge-page blocks: correct,
+    handed out again once freed (no fresh page faults), and resizable like any tensor."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(4096, 8, generator=g), torch.randn(2, 8, 2048, generator=g)
+    gs = torch.tensor([1000, 3096])
+    c = grouped_gemm(a, b, gs)  # 4096 x 2048 fp32: 32 MiB
+    torch.testing.assert_close(c, torch.cat([a[:1000] @ b[0], a[1000:] @ b[1]]))
+    first = c.data_ptr()
+    del c
+    other = torch.empty(8 << 20)  # 32 MiB from glibc in between: it may map the freed address anew
+    c = grouped_gemm(a, b, gs)
+    assert other.data_ptr() != first
+    assert c.data_ptr() == first
+    head = c[:2].clone()
+    c.resize_(8192, 2048)
+    assert torch.equal(c[:2], head)
+
+
 @pytest.mark.parametrize(
     "a, b, gs, kw, exc, words",
     [

@@ -115,6 +115,19 @@ def test_narrow_experts_with_each_skinny_kernel(skinny_isa, I):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-4, msg=name)
 
 
+def test_gradients_of_large_experts():
+    # 32 MiB of gate/up weight gradient: the weight gradients come from the cache of large blocks
+    x, indices, weights, w_gu, w_dn = problem(16, 1024, 8, 2, 512, "cpu", seed=4)
+    grad = torch.randn(16, 1024, generator=torch.Generator().manual_seed(2))
+    for _ in range(2):  # the second backward reuses the first one's freed blocks
+        ours = [t.detach().clone().requires_grad_() for t in (x, weights, w_gu, w_dn)]
+        moe_ffn(ours[0], indices, *ours[1:])[0].backward(grad)
+    refs = [t.detach().clone().requires_grad_() for t in (x, weights, w_gu, w_dn)]
+    reference(refs[0], indices, *refs[1:]).backward(grad)
+    for name, a, b in zip(("x", "weights", "w_gate_up", "w_down"), ours, refs):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-4, msg=name)
+
+
 @needs_ext
 def test_gradients_are_deterministic_across_thread_counts():
     args = problem(300, 32, 8, 3, 24, "cpu", seed=3)

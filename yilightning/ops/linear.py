@@ -10,7 +10,8 @@ On the CPU the op runs our own kernels where they beat the BLAS that torch ships
   (CPUs with AVX-512 that are not Intel ones; csrc/common/cpu_gemm.h): up to 1.4-1.7x MKL's
   sgemm on the model's tall products on a 2-core Zen 5; backward's two products run it too;
 - outputs of 32 MiB or more (the LM head over a prefill or a training batch) are written into
-  memory advised to use huge pages: 64 page faults instead of 32K for a 128 MiB output.
+  memory advised to use huge pages, kept for reuse once freed (csrc/common/cpu_alloc.h): 64
+  page faults instead of 32K for a fresh 128 MiB output, none for a reused one.
 
 Every other case - other devices, no compiled extension, float64, under ``torch.autocast`` -
 is ``F.linear`` itself, so GPUs run exactly what PyTorch runs.
