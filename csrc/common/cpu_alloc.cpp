@@ -26,6 +26,11 @@ struct Block {
 // The allocator behind empty_huge: blocks of kAlign-aligned memory, kept by size when freed.
 class HugeBlockCache final : public c10::Allocator {
  public:
+  static HugeBlockCache& instance() {
+    static auto* cache = new HugeBlockCache();  // never destroyed: tensors may outlive static destructors
+    return *cache;
+  }
+
   c10::DataPtr allocate(size_t n) override {
     const size_t bytes = std::max<size_t>((n + kAlign - 1) / kAlign * kAlign, kAlign);
     void* data = take(bytes);
@@ -72,13 +77,6 @@ class HugeBlockCache final : public c10::Allocator {
     std::free(data);
   }
 
- public:
-  static HugeBlockCache& instance() {
-    static auto* cache = new HugeBlockCache();  // never destroyed: tensors may outlive static destructors
-    return *cache;
-  }
-
- private:
   std::mutex mutex_;
   std::multimap<size_t, void*> free_;  // kept blocks by size
   size_t held_ = 0;
