@@ -17,8 +17,9 @@ namespace yl::cpu {
 void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
               int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 // The same with operands whose stored rows may be gathered (cpu_gemm.h): the tiled kernel reads
-// them in place; the BLAS and skinny paths multiply a per-thread copy of them. (The overload
-// above is this one with plain operands.)
+// them in place, and so does the skinny kernel for a gathered A against fewer than 16 columns of
+// a transposed B; the BLAS paths multiply a per-thread copy of them. (The overload above is this
+// one with plain operands.)
 void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const Operand& a,
               const Operand& b, float beta, float* c, int64_t ldc);
 
