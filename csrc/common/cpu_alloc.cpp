@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <iterator>
 #include <map>
 #include <mutex>
 
@@ -55,10 +56,11 @@ class HugeBlockCache final : public c10::Allocator {
     delete b;
   }
 
-  void* take(size_t bytes) {
+  void* take(size_t bytes) {  // the block of this size freed last (the one most likely still cached)
     const std::lock_guard<std::mutex> lock(mutex_);
-    const auto it = free_.find(bytes);
-    if (it == free_.end()) return nullptr;
+    const auto [first, last] = free_.equal_range(bytes);
+    if (first == last) return nullptr;
+    const auto it = std::prev(last);  // emplace puts a kept block after the others of its size
     void* data = it->second;
     free_.erase(it);
     held_ -= bytes;
