@@ -38,7 +38,7 @@ float* packing_buffer(int64_t n) {
 
 #ifdef YL_TILED_X86
 #pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx2,fma")
+#pragma GCC target("avx512f,avx512vl,avx2,fma,prfchw")
 #define YL_TILED_INLINE __attribute__((always_inline)) inline
 
 // The lanes of the first `cols` (<= 32) columns of a strip: (columns 0-15, columns 16-31).
@@ -49,15 +49,26 @@ YL_TILED_INLINE std::pair<__mmask16, __mmask16> column_masks(int64_t cols) {
 
 // C [R, 32] = alpha * A [R, kc] @ B [kc, 32] + beta * C, columns under the masks m0 | m1 << 16.
 // A is packed k-major (R values per k), B k-major (32 values per k, zero past the last column).
+// The 2R cache lines of the C tile are prefetched for writing one at a time, spread over the
+// depth loop (every 8th step where kc allows): C is usually not in cache (a fresh output, or one
+// written long ago), and the stores of a tile missing all at once at its end cost 10% of the
+// kernel's rate here (a 14 x 32 x 256 tile streaming C: 92-103 against 110-114 GFLOP/s with the
+// prefetches, in and out of cache alike).
 template <int R>
 void tile(int64_t kc, const float* A, const float* B, float* C, int64_t ldc, float alpha, float beta, __mmask16 m0,
           __mmask16 m1) {
   __m512 acc0[R], acc1[R];
 #pragma GCC unroll 14
   for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
+  const int shift = kc >= 16 * R ? 3 : kc >= 8 * R ? 2 : kc >= 4 * R ? 1 : 0;  // steps per C line: 1 << shift
+  const int64_t every = (int64_t{1} << shift) - 1;
   for (int64_t p = 0; p < kc; ++p) {
     const __m512 b0 = _mm512_load_ps(B), b1 = _mm512_load_ps(B + 16);
     _mm_prefetch(reinterpret_cast<const char*>(B + 8 * kNR), _MM_HINT_T0);
+    if ((p & every) == 0 && (p >> shift) < 2 * R) {
+      const int64_t line = p >> shift;  // row line / 2, columns 16 * (line % 2) on
+      __builtin_prefetch(C + (line >> 1) * ldc + (line & 1) * 16, 1, 3);
+    }
 #pragma GCC unroll 14
     for (int r = 0; r < R; ++r) {
       const __m512 av = _mm512_set1_ps(A[r]);
