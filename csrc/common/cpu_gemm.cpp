@@ -61,11 +61,11 @@ void tile(int64_t kc, const float* A, const float* B, float* C, int64_t ldc, flo
 #pragma GCC unroll 14
   for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
   const int shift = kc >= 16 * R ? 3 : kc >= 8 * R ? 2 : kc >= 4 * R ? 1 : 0;  // steps per C line: 1 << shift
-  const int64_t every = (int64_t{1} << shift) - 1;
+  const int64_t step_mask = (int64_t{1} << shift) - 1;
   for (int64_t p = 0; p < kc; ++p) {
     const __m512 b0 = _mm512_load_ps(B), b1 = _mm512_load_ps(B + 16);
     _mm_prefetch(reinterpret_cast<const char*>(B + 8 * kNR), _MM_HINT_T0);
-    if ((p & every) == 0 && (p >> shift) < 2 * R) {
+    if ((p & step_mask) == 0 && (p >> shift) < 2 * R) {
       const int64_t line = p >> shift;  // line 2r + h: row r of the tile, columns 16h to 16h + 15
       __builtin_prefetch(C + (line >> 1) * ldc + (line & 1) * 16, 1, 3);
     }
