@@ -134,8 +134,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd_cpu(const at::Tenso
   const at::Tensor q = q_in.to(at::kFloat).contiguous(), k = k_in.to(at::kFloat).contiguous(),
                    v = v_in.to(at::kFloat).contiguous(), dout = dout_in.to(at::kFloat).contiguous(),
                    lse = lse_in.contiguous();
-  // delta_i = <dO_i, O_i> per (head, row): the softmax-backward correction.
-  const at::Tensor delta = (dout * out_in.to(at::kFloat)).sum(-1).t().contiguous();  // (Hq, N)
+  // delta_i = <dO_i, O_i> per (head, row): the softmax-backward correction, (Hq, N).
+  // One pass over dO and O (no [N, Hq, D] product, no transpose copy).
+  at::Tensor delta = at::empty({d.Hq, d.N}, q.options());
+  {
+    const at::Tensor o = out_in.to(at::kFloat).contiguous();
+    const float *op = o.const_data_ptr<float>(), *gp = dout.const_data_ptr<float>();
+    float* deltap = delta.mutable_data_ptr<float>();
+    const int64_t Hq = d.Hq, D = d.D, N = d.N, grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(Hq * D, 1));
+    at::parallel_for(0, N, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i)
+        for (int64_t h = 0; h < Hq; ++h)
+          deltap[h * N + i] = cpu::dot_f32(gp + (i * Hq + h) * D, op + (i * Hq + h) * D, D);
+    });
+  }
   // One task per (sequence, kv head) when there are enough of them to keep every thread busy and
   // none is more than a thread's share of the work (packed training batches): it owns its dQ rows
   // too, so each block's dS also gives its dQ term at once (5 block GEMMs instead of 7: no second
@@ -150,7 +162,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd_cpu(const at::Tenso
     largest = std::max(largest, L * w);
   }
   const bool fused = static_cast<int64_t>(seq_tasks.size()) >= 2 * threads && largest * threads <= work;
-  at::Tensor dq = fused ? at::zeros_like(q) : at::empty_like(q), dk = at::empty_like(k), dv = at::empty_like(v);
+  at::Tensor dq = at::empty_like(q), dk = at::empty_like(k), dv = at::empty_like(v);
   const float scale = static_cast<float>(scale_d);
   const int64_t G = d.Hq / d.Hk, D = d.D, ldq = d.Hq * D, ldk = d.Hk * D, N = d.N;
   const float *qp = q.const_data_ptr<float>(), *kp = k.const_data_ptr<float>(), *vp = v.const_data_ptr<float>(),
@@ -183,9 +195,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd_cpu(const at::Tenso
         cpu::gemm_f32(false, true, rows, nc, D, 1.f, dO, ldq, V + c0 * ldk, ldk, 0.f, dP, BK);
         for (int64_t r = 0; r < rows; ++r) softmax_grad(P + r * BK, dP + r * BK, nc, dp[h * N + i0 + r]);
         cpu::gemm_f32(true, false, nc, D, rows, scale, dP, BK, Q, ldq, 1.f, dK + c0 * D, D);
-        if (with_dq)  // key blocks come in order: a fixed summation order per dQ row
-          cpu::gemm_f32(false, false, rows, D, nc, scale, dP, BK, K + c0 * ldk, ldk, 1.f, dqp + (i0 * d.Hq + h) * D,
-                        ldq);
+        // Key blocks come in order: a fixed summation order per dQ row. The first block a query
+        // block sees (the one holding its first row's first key) writes its dQ rows, later ones add.
+        if (with_dq)
+          cpu::gemm_f32(false, false, rows, D, nc, scale, dP, BK, K + c0 * ldk, ldk,
+                        first_key(i0, s0, window) >= j0 ? 0.f : 1.f, dqp + (i0 * d.Hq + h) * D, ldq);
       }
     }
     for (int64_t c = 0; c < cols; ++c) {

@@ -72,7 +72,7 @@ def test_odd_head_dims_and_groups(device, lengths, window, hq, hk, d):
 
 @pytest.mark.parametrize("hq,hk,d", [(2, 2, 64), (4, 2, 128), (8, 1, 64)])
 @pytest.mark.parametrize("lengths,window", [([97], None), ([300], 64), ([5, 1, 33, 130, 2], None), ([200, 70], 16),
-                                            ([129], 1)])
+                                            ([129], 1), ([530, 300], None)])
 @pytest.mark.parametrize("threads", [1, 8])
 def test_gradients_match_reference(device, cpu_gemm, lengths, window, hq, hk, d, threads):
     # the CPU backward runs one pass per (sequence, kv head) when there are at least 2 such tasks
