@@ -104,7 +104,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lm_head_loss_cpu(const at::Tensor
     TORCH_CHECK(tp[i] == ignore_index || (tp[i] >= 0 && tp[i] < V), "lm_head_loss: targets must lie in [0, V=", V,
                 ") or equal ignore_index=", ignore_index, ", got ", tp[i], " at row ", i);
   at::Tensor dx = with_grad ? at::empty({N, H}, x.options()) : at::empty({0}, x.options());
-  at::Tensor dw = with_grad ? at::zeros({V, H}, x.options()) : at::empty({0}, x.options());
+  // dW: written by the first chunk's GEMM (beta = 0), summed into by the others; zero without rows
+  at::Tensor dw = !with_grad ? at::empty({0}, x.options()) : N > 0 ? at::empty({V, H}, x.options())
+                                                                  : at::zeros({V, H}, x.options());
   at::Tensor row_loss = at::zeros({N}, x.options());
   const int64_t chunk = std::clamp<int64_t>(kChunkBytes / (V * 4), 16, 1024);
   at::Tensor logits = at::empty({std::min(chunk, std::max<int64_t>(N, 1)), V}, x.options());
@@ -133,7 +135,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lm_head_loss_cpu(const at::Tensor
     });
     if (!with_grad) continue;
     cpu::parallel_gemm_f32(false, false, rows, H, V, 1.f, lp, V, wp, H, 0.f, dx.mutable_data_ptr<float>() + r0 * H, H);
-    cpu::parallel_gemm_f32(true, false, V, H, rows, 1.f, lp, V, xp + r0 * H, H, 1.f, dw.mutable_data_ptr<float>(), H);
+    cpu::parallel_gemm_f32(true, false, V, H, rows, 1.f, lp, V, xp + r0 * H, H, r0 == 0 ? 0.f : 1.f,
+                           dw.mutable_data_ptr<float>(), H);
   }
   return {row_loss.sum(), dx, dw};  // the rows summed in a fixed order: deterministic
 }

@@ -96,6 +96,11 @@ def test_lm_head_loss_without_gradients_and_all_ignored():
     loss = lm_head_loss(x, w, torch.full((6,), -100))  # NaN like F.cross_entropy, zero gradients
     loss.backward()
     assert torch.isnan(loss) and torch.equal(x.grad, torch.zeros_like(x))
+    w.requires_grad_()
+    x0 = torch.randn(0, 8, requires_grad=True)
+    loss = lm_head_loss(x0, w, torch.empty(0, dtype=torch.int64))  # no rows: NaN, zero weight gradient
+    loss.backward()
+    assert torch.isnan(loss) and torch.equal(w.grad, torch.zeros_like(w))
 
 
 def test_lm_head_loss_fuses_only_fp32_cpu_outside_autocast():
