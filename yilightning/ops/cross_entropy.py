@@ -103,6 +103,7 @@ if _ext.module is not None:
         ctx.with_grad = inputs[4]
         ctx.save_for_backward(dx, dw)
         ctx.mark_non_differentiable(dx, dw)
+        ctx.set_materialize_grads(False)  # no zero-filled gradients of dx and dw (10 MiB a tiny-preset step)
 
     def _lm_backward(ctx, grad, _gdx, _gdw):  # noqa: ANN001, ANN202
         if not ctx.with_grad:
