@@ -134,20 +134,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd_cpu(const at::Tenso
   const at::Tensor q = q_in.to(at::kFloat).contiguous(), k = k_in.to(at::kFloat).contiguous(),
                    v = v_in.to(at::kFloat).contiguous(), dout = dout_in.to(at::kFloat).contiguous(),
                    lse = lse_in.contiguous();
-  // delta_i = <dO_i, O_i> per (head, row): the softmax-backward correction, (Hq, N).
-  // One pass over dO and O (no [N, Hq, D] product, no transpose copy).
-  at::Tensor delta = at::empty({d.Hq, d.N}, q.options());
-  {
-    const at::Tensor o = out_in.to(at::kFloat).contiguous();
-    const float *op = o.const_data_ptr<float>(), *gp = dout.const_data_ptr<float>();
-    float* deltap = delta.mutable_data_ptr<float>();
-    const int64_t Hq = d.Hq, D = d.D, N = d.N, grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(Hq * D, 1));
-    at::parallel_for(0, N, grain, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i)
-        for (int64_t h = 0; h < Hq; ++h)
-          deltap[h * N + i] = cpu::dot_f32(gp + (i * Hq + h) * D, op + (i * Hq + h) * D, D);
-    });
-  }
+  const at::Tensor out = out_in.to(at::kFloat).contiguous();
+  at::Tensor delta = at::empty({d.Hq, d.N}, q.options());  // filled below, once the pointers are out
   // One task per (sequence, kv head) when there are enough of them to keep every thread busy and
   // none is more than a thread's share of the work (packed training batches): it owns its dQ rows
   // too, so each block's dS also gives its dQ term at once (5 block GEMMs instead of 7: no second
@@ -169,6 +157,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd_cpu(const at::Tenso
               *dop = dout.const_data_ptr<float>(), *lp = lse.const_data_ptr<float>(),
               *dp = delta.const_data_ptr<float>();
   float *dqp = dq.mutable_data_ptr<float>(), *dkp = dk.mutable_data_ptr<float>(), *dvp = dv.mutable_data_ptr<float>();
+  // delta_i = <dO_i, O_i> per (head, row), (Hq, N): the softmax-backward correction, in one pass
+  // over dO and O (no [N, Hq, D] product, no transposed copy).
+  {
+    const float* op = out.const_data_ptr<float>();
+    float* deltap = delta.mutable_data_ptr<float>();
+    at::parallel_for(0, N, std::max<int64_t>(1, 16384 / std::max<int64_t>(ldq, 1)), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i)
+        for (int64_t h = 0; h < d.Hq; ++h)
+          deltap[h * N + i] = cpu::dot_f32(dop + i * ldq + h * D, op + i * ldq + h * D, D);
+    });
+  }
 
   // dK, dV of the key block [j0, j0 + BK) of sequence [s0, s1) and kv head hk, over the G query
   // heads and the query rows that see it; with_dq: also add each block's dS K to dQ.
