@@ -229,8 +229,16 @@ void add_a(Prefetcher& pf, bool trans_a, const Operand& a, int64_t i0, int64_t m
   if (trans_a) pf.add(a, p0, p0 + kc, i0, mc); else pf.add(a, i0, i0 + mc, p0, kc);
 }
 
+// What prefetch_with_next_gemm named, for the calling thread's next product (which clears it).
+struct Then {
+  Operand op{nullptr, 0};
+  int64_t rows = 0, span = 0;
+};
+thread_local Then g_then;
+
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const Operand& a,
           const Operand& b, float beta, float* c, int64_t ldc) {
+  const Then then = std::exchange(g_then, Then{});
   float* Bp = packing_buffer<0>(kKC * kNC);
   float* Ap = packing_buffer<1>(kMC * kKC);
   for (int64_t j0 = 0; j0 < n; j0 += kNC) {
@@ -250,6 +258,8 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
           const int64_t l0 = p0 + kKC < k ? j0 : j0 + kNC, lc = std::min(kNC, n - l0);
           if (trans_b) pf.add(b, l0, l0 + lc, q0, qc); else pf.add(b, q0, q0 + qc, l0, lc);
           add_a(pf, trans_a, a, 0, std::min(kMC, m), q0, qc);
+        } else {  // the last block: what the caller multiplies next, if it said
+          pf.add(then.op, 0, then.rows, 0, then.span);
         }
         const int64_t tiles = (nc + kNR - 1) / kNR * ((mc + kMR - 1) / kMR);
         const int64_t per_tile = (pf.lines() + tiles - 1) / tiles;
@@ -282,6 +292,12 @@ bool hw_default() { return false; }
 #endif
 
 }  // namespace
+
+void prefetch_with_next_gemm(const float* p, int64_t rows, int64_t span, int64_t ld) {
+#ifdef YL_TILED_X86
+  g_then = Then{Operand{p, ld}, rows, span};
+#endif
+}
 
 bool tiled_enabled() {
   static const bool supported = hw_supported(), by_default = hw_default();

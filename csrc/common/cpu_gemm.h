@@ -44,6 +44,12 @@ void tiled_gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
 void tiled_gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                     int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
+// The calling thread's next tiled product (tiled_gemm_f32) prefetches rows x span floats of a
+// row-major matrix (row stride ld) while it computes its last block: for a caller that knows the
+// operand of the product after it (an expert's down projection after its gate/up one). A hint
+// left unused (the product went to the BLAS) is harmless: prefetches never fault.
+void prefetch_with_next_gemm(const float* p, int64_t rows, int64_t span, int64_t ld);
+
 // The same product split over the threads of at::parallel_for by rows of C (by columns when C
 // has few rows), for a caller outside a parallel region; where tiled_pays(n, k) is false, the
 // BLAS (cpu::gemm_f32), which threads itself there.

@@ -24,6 +24,7 @@
 #include "common/cpu_alloc.h"
 #include "common/cpu_blas.h"
 #include "common/cpu_convert.h"
+#include "common/cpu_gemm.h"
 #include "common/cpu_math.h"
 #include "common/cpu_parallel.h"
 #include "moe_ffn/moe_ffn.h"
@@ -148,11 +149,17 @@ void forward(const at::Tensor& x, const Routing& r, const at::Tensor& weights, c
       }
     }
     float* h = h_keep ? h_keep + t.row0 * I2 : cpu::scratch<2>(t.rows * I2);
+    // Each product prefetches the weight of the one after it during its last block (the experts'
+    // weights come from memory; measured 2-3% off this forward and 1.5% off backward).
+    if constexpr (std::is_same_v<T, float>) cpu::prefetch_with_next_gemm(dnp + t.e * H * I, H, I, I);
     cpu::gemm_f32(false, true, t.rows, I2, H, 1.f, token_rows<0>(xp, r, t.row0, t.rows, H),
                   cpu::Operand{expert_f32<1>(gup, t.e, I2, H), H}, 0.f, h, I2);
     float* a = h_keep ? cpu::scratch<4>(t.rows * I) : h;  // in place (row stride 2I) when h is not kept
     const int64_t lda = h_keep ? I : I2;
     for (int64_t j = 0; j < t.rows; ++j) swiglu::forward_f32(h + j * I2, h + j * I2 + I, a + j * lda, I);
+    if constexpr (std::is_same_v<T, float>)
+      if (i + 1 < static_cast<int64_t>(tasks.size()) && tasks[i + 1].e != t.e)
+        cpu::prefetch_with_next_gemm(gup + tasks[i + 1].e * I2 * H, I2, H, H);
     cpu::gemm_f32(false, true, t.rows, H, I, 1.f, a, lda, expert_f32<3>(dnp, t.e, H, I), I, 0.f, yp + t.row0 * H, H);
   });
   const int64_t* rm = r.row_map.const_data_ptr<int64_t>();
@@ -305,8 +312,11 @@ void backward(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& wei
         }
       }
       cpu::gemm_f32(true, false, H, I, rows, 1.f, G, cpu::Operand{a, I}, beta, dWd, I);
+      if (row0 == first) cpu::prefetch_with_next_gemm(Wgu, I2, H, H);  // for dx, below
       cpu::gemm_f32(true, false, I2, H, rows, 1.f, cpu::Operand{dh, I2}, token_rows<8>(xp, r, row0, rows, H), beta,
                     dWgu, H);
+      if (row0 + kChunk >= first + n && i + 1 < E && f32)  // the next expert's first product's weight
+        cpu::prefetch_with_next_gemm(reinterpret_cast<const float*>(dnp) + order[i + 1] * H * I, H, I, I);
       cpu::gemm_f32(false, false, rows, H, I2, 1.f, dh, I2, Wgu, H, 0.f, dxs + row0 * H, H);
     }
     if constexpr (!f32) {
