@@ -50,9 +50,9 @@ YL_TILED_INLINE std::pair<__mmask16, __mmask16> column_masks(int64_t cols) {
 // The source lines of the next blocks to be packed, prefetched a line at a time by the tiles
 // computing the current block, so that the packing loops read them from cache. Without it a
 // product whose operands come from memory (as most of a training step's do) packs at the
-// memory's latency: a 2048 x 256 x 256 linear took 1.35 ms (median) with its inputs out of
-// cache against 1.25 with them in cache, and 1.26 out of cache with this; its weight gradient
-// 1.65 against 1.56, and the training step 2-3% less.
+// memory's latency: with its inputs out of cache a 2048 x 256 x 256 linear took 1.34-1.44 ms
+// (medians) against 1.28-1.36 with this (1.25 with them in cache), its weight gradient
+// 1.65-1.76 against 1.47-1.62; the training step 1.7-2% less.
 class Prefetcher {
  public:
   // Floats [col, col + span) of stored rows [r0, r1) of op, after the regions added before.
