@@ -20,6 +20,18 @@ inline __attribute__((always_inline)) vf16 load16(const float* p) {
   return v;
 }
 
+// 16 bf16 values widened to fp32 (exact: a bf16 is the top half of an fp32).
+typedef uint16_t vu16x16 __attribute__((vector_size(32)));
+typedef uint32_t vu32x16 __attribute__((vector_size(64)));
+inline __attribute__((always_inline)) vf16 load16(const at::BFloat16* p) {
+  vu16x16 h;
+  std::memcpy(&h, p, sizeof(h));
+  const vu32x16 u = __builtin_convertvector(h, vu32x16) << 16;
+  vf16 v;
+  std::memcpy(&v, &u, sizeof(v));
+  return v;
+}
+
 inline __attribute__((always_inline)) float hsum(vf16 v) {
   float s = 0.f;
   for (int64_t l = 0; l < kLanes; ++l) s += v[l];
@@ -75,7 +87,10 @@ YL_CPU_CLONES void axpy_f32(float a, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
-YL_CPU_CLONES void weighted_sum_f32(const float* const* x, const float* w, int64_t k, float* y, int64_t n) {
+namespace {
+template <typename X>
+inline __attribute__((always_inline)) void weighted_sum(const X* const* x, const float* w, int64_t k, float* y,
+                                                        int64_t n) {
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {  // all k rows stream at once: one pass over y
     vf16 acc = {};
@@ -84,9 +99,18 @@ YL_CPU_CLONES void weighted_sum_f32(const float* const* x, const float* w, int64
   }
   for (; i < n; ++i) {
     float s = 0.f;
-    for (int64_t j = 0; j < k; ++j) s += w[j] * x[j][i];
+    for (int64_t j = 0; j < k; ++j) s += w[j] * static_cast<float>(x[j][i]);
     y[i] = s;
   }
+}
+}  // namespace
+
+YL_CPU_CLONES void weighted_sum_f32(const float* const* x, const float* w, int64_t k, float* y, int64_t n) {
+  weighted_sum(x, w, k, y, n);
+}
+
+YL_CPU_CLONES void weighted_sum_f32(const at::BFloat16* const* x, const float* w, int64_t k, float* y, int64_t n) {
+  weighted_sum(x, w, k, y, n);
 }
 
 YL_CPU_CLONES void mul_f32(const float* a, const float* b, float* y, int64_t n) {

@@ -3,6 +3,8 @@
 // partial results so the compiler vectorises them without reassociation flags; the order is
 // fixed, so results are deterministic.
 #pragma once
+#include <c10/util/BFloat16.h>
+
 #include <cstdint>
 
 namespace yl::cpu {
@@ -15,6 +17,7 @@ void scaled_copy_f32(const float* x, float* y, int64_t n, float a);  // y <- a x
 void axpy_f32(float a, const float* x, float* y, int64_t n);         // y <- y + a x
 // y <- sum_j w[j] x[j] over k rows, summed in j order (the k rows are read together)
 void weighted_sum_f32(const float* const* x, const float* w, int64_t k, float* y, int64_t n);
+void weighted_sum_f32(const at::BFloat16* const* x, const float* w, int64_t k, float* y, int64_t n);  // bf16 rows
 void mul_f32(const float* a, const float* b, float* y, int64_t n);   // y <- a * b (elementwise)
 void mul_add_f32(const float* a, const float* b, float* y, int64_t n);  // y <- y + a * b
 

@@ -32,14 +32,21 @@ inline std::tuple<at::Tensor, at::Tensor> sort_by_expert(const at::Tensor& indic
 }
 
 // out[t] = sum_j w[t, j] * y[row_map[t*k + j]] in fp32, summed in j order, parallel over tokens.
+// fp32 and bf16 rows are read in place (weighted_sum_f32 widens bf16 in registers); fp16 rows
+// are converted first.
 template <typename Y, typename O>
 void combine(const Y* yp, const int64_t* rm, const float* w, O* op, int64_t T, int64_t k, int64_t H) {
+  constexpr bool in_place = std::is_same_v<Y, float> || std::is_same_v<Y, at::BFloat16>;
+  using R = std::conditional_t<in_place, Y, float>;
   at::parallel_for(0, T, 16, [&](int64_t begin, int64_t end) {
-    std::vector<float> accbuf(H), rowbuf(std::is_same_v<Y, float> ? 0 : k * H);
-    std::vector<const float*> rows(k);
+    std::vector<float> accbuf(H), rowbuf(in_place ? 0 : k * H);
+    std::vector<const R*> rows(k);
     for (int64_t t = begin; t < end; ++t) {
-      for (int64_t j = 0; j < k; ++j) rows[j] = cpu::load_f32(yp + rm[t * k + j] * H, rowbuf.data() + j * H, H);
       float* acc = cpu::out_f32(op + t * H, accbuf.data());  // fp32 output: sum in place
+      for (int64_t j = 0; j < k; ++j) {
+        if constexpr (in_place) rows[j] = yp + rm[t * k + j] * H;
+        else rows[j] = cpu::load_f32(yp + rm[t * k + j] * H, rowbuf.data() + j * H, H);
+      }
       cpu::weighted_sum_f32(rows.data(), w + t * k, k, acc, H);
       cpu::store_f32(acc, op + t * H, H);
     }
