@@ -337,19 +337,15 @@ at::Tensor rotary_cpu(const at::Tensor& x_in, const at::Tensor& pos_in, double b
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, R, std::max<int64_t>(1, 4096 / (H * D)), [&](int64_t begin, int64_t end) {
-      std::vector<float> row(D), o(D), s(half), ns(half);
+      std::vector<float> row(D), o(D), s(half);
       for (int64_t r = begin; r < end; ++r) {
         const float* c = cp + r * half;  // the row's angles, shared by its H heads
-        for (int64_t i = 0; i < half; ++i) s[i] = sign * sp[r * half + i], ns[i] = -s[i];
+        for (int64_t i = 0; i < half; ++i) s[i] = sign * sp[r * half + i];
         for (int64_t h = 0; h < H; ++h) {
           const int64_t at = (r * H + h) * D;
           const float* xr = cpu::load_f32(xp + at, row.data(), D);
           float* orow = cpu::out_f32(op + at, o.data());
-          // (o1, o2) = (x1 c - x2 s, x2 c + x1 s), by the vectorised row helpers
-          cpu::mul_f32(xr, c, orow, half);
-          cpu::mul_add_f32(xr + half, ns.data(), orow, half);
-          cpu::mul_f32(xr + half, c, orow + half, half);
-          cpu::mul_add_f32(xr, s.data(), orow + half, half);
+          cpu::rotate_f32(xr, c, s.data(), orow, half);  // (x1 c - x2 s, x2 c + x1 s)
           cpu::store_f32(orow, op + at, D);
         }
       }

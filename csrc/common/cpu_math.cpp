@@ -32,10 +32,14 @@ inline __attribute__((always_inline)) vf16 load16(const at::BFloat16* p) {
   return v;
 }
 
+// A pairwise (tree) sum of the lanes: 4 dependent adds instead of a chain of 16.
+typedef float vf8 __attribute__((vector_size(32)));
+typedef float vf4 __attribute__((vector_size(16)));
 inline __attribute__((always_inline)) float hsum(vf16 v) {
-  float s = 0.f;
-  for (int64_t l = 0; l < kLanes; ++l) s += v[l];
-  return s;
+  const vf8 a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
+                __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+  const vf4 b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
+  return (b[0] + b[2]) + (b[1] + b[3]);
 }
 
 YL_CPU_CLONES float sum_f32(const float* x, int64_t n) {
@@ -67,10 +71,17 @@ YL_CPU_CLONES float exp_sub_sum(float* x, int64_t n, float m) {
 }
 
 YL_CPU_CLONES float dot_f32(const float* x, const float* y, int64_t n) {
-  vf16 acc = {};
+  vf16 acc0 = {}, acc1 = {};  // two chains: the FMA latency is hidden half as much
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) acc += load16(x + i) * load16(y + i);
-  float s = hsum(acc);
+  for (; i + 2 * kLanes <= n; i += 2 * kLanes) {
+    acc0 += load16(x + i) * load16(y + i);
+    acc1 += load16(x + i + kLanes) * load16(y + i + kLanes);
+  }
+  if (i + kLanes <= n) {
+    acc0 += load16(x + i) * load16(y + i);
+    i += kLanes;
+  }
+  float s = hsum(acc0 + acc1);
   for (; i < n; ++i) s += x[i] * y[i];
   return s;
 }
@@ -81,6 +92,43 @@ YL_CPU_CLONES void scale_f32(float* x, int64_t n, float a) {
 
 YL_CPU_CLONES void scaled_copy_f32(const float* x, float* y, int64_t n, float a) {
   for (int64_t i = 0; i < n; ++i) y[i] = a * x[i];
+}
+
+YL_CPU_CLONES void mul_scaled_f32(const float* a, const float* x, float s, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = a[i] * (x[i] * s);
+}
+
+YL_CPU_CLONES float rms_backward_pass_f32(const float* x, float r, const float* g, const float* w, float* n,
+                                          float* dw, int64_t len) {
+  vf16 acc = {};
+  int64_t i = 0;
+  for (; i + kLanes <= len; i += kLanes) {
+    const vf16 ni = load16(x + i) * r, gi = load16(g + i);
+    std::memcpy(n + i, &ni, sizeof(ni));
+    const vf16 dwi = load16(dw + i) + gi * ni;
+    std::memcpy(dw + i, &dwi, sizeof(dwi));
+    acc += (gi * load16(w + i)) * ni;
+  }
+  float s = hsum(acc);
+  for (; i < len; ++i) {
+    n[i] = x[i] * r;
+    dw[i] += g[i] * n[i];
+    s += (g[i] * w[i]) * n[i];
+  }
+  return s;
+}
+
+YL_CPU_CLONES void rms_backward_dx_f32(const float* g, const float* w, float r, float c, const float* n, float* dx,
+                                      int64_t len) {
+  for (int64_t i = 0; i < len; ++i) dx[i] = (g[i] * w[i]) * r + c * n[i];
+}
+
+YL_CPU_CLONES void rotate_f32(const float* x, const float* c, const float* s, float* o, int64_t half) {
+  const float *x1 = x, *x2 = x + half;
+  for (int64_t i = 0; i < half; ++i) {
+    o[i] = x1[i] * c[i] - x2[i] * s[i];
+    o[half + i] = x2[i] * c[i] + x1[i] * s[i];
+  }
 }
 
 YL_CPU_CLONES void axpy_f32(float a, const float* x, float* y, int64_t n) {
