@@ -9,7 +9,7 @@ needs_ext = pytest.mark.skipif(_ext.module is None, reason=f"extension not loade
 
 @pytest.mark.parametrize("x_dtype,w_dtype", [(torch.float32, torch.float32), (torch.bfloat16, torch.bfloat16),
                                              (torch.bfloat16, torch.float32), (torch.float16, torch.float16)])
-@pytest.mark.parametrize("shape", [(0, 16), (1, 1), (7, 97), (2, 5, 1024)])
+@pytest.mark.parametrize("shape", [(0, 16), (1, 1), (3, 48), (7, 97), (2, 5, 1024)])
 def test_matches_reference(device, shape, x_dtype, w_dtype):
     g = torch.Generator().manual_seed(0)
     x = (3 * torch.randn(*shape, generator=g)).to(device=device, dtype=x_dtype)
