@@ -121,5 +121,6 @@ def main() -> None:
             print(f"| {name} | {str(dtype)[6:]} | fwd | router+route+permute+unpermute share (standalone ops) | "
                   f"{glue * 1e3:.1f} | | {100 * glue / layer:.0f}% of layer | |", flush=True)
 
+
 if __name__ == "__main__":
     main()

@@ -71,7 +71,7 @@ YL_CPU_CLONES float exp_sub_sum(float* x, int64_t n, float m) {
 }
 
 YL_CPU_CLONES float dot_f32(const float* x, const float* y, int64_t n) {
-  vf16 acc0 = {}, acc1 = {};  // two chains: the FMA latency is hidden half as much
+  vf16 acc0 = {}, acc1 = {};  // two independent FMA chains: half the latency-bound steps
   int64_t i = 0;
   for (; i + 2 * kLanes <= n; i += 2 * kLanes) {
     acc0 += load16(x + i) * load16(y + i);
