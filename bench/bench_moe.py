@@ -50,7 +50,8 @@ def hf_block(c: dict, impl: str, dtype: torch.dtype, device: str) -> Qwen3MoeSpa
 
 class Routed(torch.nn.Module):
     """Our router, routing and permutation around ``experts(x_sorted, group_sizes) -> y_sorted``
-    (standalone ops; on the CPU the layer does all of them inside its one fused kernel)."""
+    (standalone ops; on the CPU the layer runs the router and routing as these same ops, and the
+    permutation, experts and combine inside one fused kernel)."""
 
     def __init__(self, moe: MoE, experts: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
         super().__init__()
