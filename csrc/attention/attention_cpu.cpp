@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "attention/attention.h"
+#include "common/cpu_alloc.h"
 #include "common/cpu_blas.h"
 #include "common/cpu_convert.h"
 #include "common/cpu_math.h"
@@ -70,7 +71,7 @@ std::tuple<at::Tensor, at::Tensor> attention_fwd_cpu(const at::Tensor& q_in, con
   const auto cu = host_offsets(cu_in, d.N);
   const at::Tensor q = q_in.to(at::kFloat).contiguous(), k = k_in.to(at::kFloat).contiguous(),
                    v = v_in.to(at::kFloat).contiguous();
-  at::Tensor out = at::empty({d.N, d.Hq, d.D}, q.options());
+  at::Tensor out = cpu::empty_cached({d.N, d.Hq, d.D}, q.options());
   at::Tensor lse = at::empty({d.Hq, d.N}, q.options());
   const float scale = static_cast<float>(scale_d);
   const int64_t G = d.Hq / d.Hk, D = d.D, ldk = d.Hk * D;
@@ -150,7 +151,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd_cpu(const at::Tenso
     largest = std::max(largest, L * w);
   }
   const bool fused = static_cast<int64_t>(seq_tasks.size()) >= 2 * threads && largest * threads <= work;
-  at::Tensor dq = at::empty_like(q), dk = at::empty_like(k), dv = at::empty_like(v);
+  at::Tensor dq = cpu::empty_cached(q.sizes(), q.options()), dk = cpu::empty_cached(k.sizes(), k.options()),
+             dv = cpu::empty_cached(v.sizes(), v.options());
   const float scale = static_cast<float>(scale_d);
   const int64_t G = d.Hq / d.Hk, D = d.D, ldq = d.Hq * D, ldk = d.Hk * D, N = d.N;
   const float *qp = q.const_data_ptr<float>(), *kp = k.const_data_ptr<float>(), *vp = v.const_data_ptr<float>(),
@@ -328,7 +330,7 @@ at::Tensor rotary_cpu(const at::Tensor& x_in, const at::Tensor& pos_in, double b
   const auto [R, H, D] = check_rotary(x_in, pos_in, base);
   TORCH_CHECK(x_in.device().is_cpu(), "rotary: x must be a CPU tensor here, got ", x_in.device());
   const at::Tensor x = x_in.contiguous();
-  at::Tensor out = at::empty_like(x);
+  at::Tensor out = cpu::empty_cached(x.sizes(), x.options());
   if (out.numel() == 0) return out;
   const auto [cos_t, sin_t] = rope_table(pos_in, D, base);
   const int64_t half = D / 2;

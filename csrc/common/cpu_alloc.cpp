@@ -17,29 +17,33 @@
 namespace yl::cpu {
 namespace {
 
-constexpr size_t kAlign = size_t{2} << 20;  // a huge page
+constexpr size_t kPage = size_t{4} << 10;
+constexpr size_t kHugePage = size_t{2} << 20;
 
 struct Block {
   void* data;
   size_t bytes;
 };
 
-// The allocator behind empty_huge: blocks of kAlign-aligned memory, kept by size when freed.
-class HugeBlockCache final : public c10::Allocator {
+// The allocator behind empty_cached: blocks of whole pages (whole huge pages from kHugeBytes
+// up, aligned to one and advised as such), kept by size when freed.
+class BlockCache final : public c10::Allocator {
  public:
-  static HugeBlockCache& instance() {
-    static auto* cache = new HugeBlockCache();  // never destroyed: tensors may outlive static destructors
+  static BlockCache& instance() {
+    static auto* cache = new BlockCache();  // never destroyed: tensors may outlive static destructors
     return *cache;
   }
 
   c10::DataPtr allocate(size_t n) override {
-    const size_t bytes = std::max<size_t>((n + kAlign - 1) / kAlign * kAlign, kAlign);
+    const bool huge = n >= static_cast<size_t>(kHugeBytes);
+    const size_t align = huge ? kHugePage : kPage;
+    const size_t bytes = std::max<size_t>((n + align - 1) / align * align, align);
     void* data = take(bytes);
     if (data == nullptr) {
-      data = std::aligned_alloc(kAlign, bytes);
+      data = std::aligned_alloc(align, bytes);
       TORCH_CHECK(data != nullptr, "yilightning: out of memory allocating ", bytes, " bytes on the CPU");
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-      madvise(data, bytes, MADV_HUGEPAGE);  // advice only: ignored where THP is off
+      if (huge) madvise(data, bytes, MADV_HUGEPAGE);  // advice only: ignored where THP is off
 #endif
     }
     return {data, new Block{data, bytes}, &release, c10::Device(c10::DeviceType::CPU)};
@@ -86,13 +90,13 @@ class HugeBlockCache final : public c10::Allocator {
 
 }  // namespace
 
-at::Tensor empty_huge(at::IntArrayRef sizes, const at::TensorOptions& options) {
-  TORCH_CHECK(options.device().is_cpu(), "empty_huge: a CPU tensor only, got ", options.device());
+at::Tensor empty_cached(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  TORCH_CHECK(options.device().is_cpu(), "empty_cached: a CPU tensor only, got ", options.device());
   int64_t numel = 1;
   for (const int64_t s : sizes) numel *= s;
   const int64_t bytes = numel * static_cast<int64_t>(c10::elementSize(options.dtype().toScalarType()));
-  if (bytes < kHugeBytes) return at::empty(sizes, options);
-  return at::detail::empty_generic(sizes, &HugeBlockCache::instance(), c10::DispatchKeySet(c10::DispatchKey::CPU),
+  if (bytes < kCachedFromBytes) return at::empty(sizes, options);
+  return at::detail::empty_generic(sizes, &BlockCache::instance(), c10::DispatchKeySet(c10::DispatchKey::CPU),
                                    options.dtype().toScalarType(), options.memory_format_opt());
 }
 

@@ -63,7 +63,7 @@ at::Tensor cross_entropy_backward_cpu(const at::Tensor& grad_in, const at::Tenso
   check_backward(grad_in, lse_in, logits_in, N);
   const at::Tensor x = logits_in.contiguous(), targets = targets_in.contiguous(), grad = grad_in.contiguous(),
                    lse = lse_in.contiguous();
-  at::Tensor dx = cpu::empty_huge({N, V}, x.options());  // [N, V]: often past 32 MiB
+  at::Tensor dx = cpu::empty_cached({N, V}, x.options());
   const int64_t* tp = targets.const_data_ptr<int64_t>();
   const float *gp = grad.const_data_ptr<float>(), *sp = lse.const_data_ptr<float>();
   YL_DISPATCH_FLOAT(x.scalar_type(), "cross_entropy_backward_cpu", [&] {

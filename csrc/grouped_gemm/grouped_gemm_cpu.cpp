@@ -46,7 +46,7 @@ bool multiplies_directly(at::ScalarType dtype) {
 at::Tensor as_f32(const at::Tensor& t) {
   if (t.scalar_type() == at::kFloat) return t.contiguous();
   at::Tensor src = t.contiguous();
-  at::Tensor out = cpu::empty_huge(src.sizes(), src.options().dtype(at::kFloat));
+  at::Tensor out = cpu::empty_cached(src.sizes(), src.options().dtype(at::kFloat));
   YL_DISPATCH_FLOAT(src.scalar_type(), "as_f32", [&] {
     cpu::copy_to_f32(src.const_data_ptr<scalar_t>(), out.mutable_data_ptr<float>(), src.numel());
   });
@@ -69,7 +69,7 @@ at::Tensor grouped_gemm_cpu(const at::Tensor& a_in, const at::Tensor& b_in, cons
   TORCH_CHECK(a_in.device().is_cpu(), "grouped_gemm: a must be a CPU tensor here, got ", a_in.device());
   const auto off = offsets_of(group_sizes, d.M, "grouped_gemm");
   const at::Tensor a = a_in.contiguous(), b = b_in.contiguous();
-  at::Tensor c = cpu::empty_huge({d.M, d.N}, a.options());
+  at::Tensor c = cpu::empty_cached({d.M, d.N}, a.options());
   if (d.M == 0 || d.N == 0) return c;
   if (d.K == 0) return c.zero_();
   const bool direct = multiplies_directly(a.scalar_type());
@@ -114,7 +114,7 @@ at::Tensor grouped_gemm_wgrad_cpu(const at::Tensor& a_in, const at::Tensor& dc_i
   TORCH_CHECK(a_in.device().is_cpu(), "grouped_gemm_wgrad: a must be a CPU tensor here, got ", a_in.device());
   const auto off = offsets_of(group_sizes, d.M, "grouped_gemm_wgrad");
   const at::Tensor a = a_in.contiguous(), dc = dc_in.contiguous();
-  at::Tensor db = trans_b ? cpu::empty_huge({d.E, d.N, d.K}, a.options()) : cpu::empty_huge({d.E, d.K, d.N}, a.options());
+  at::Tensor db = trans_b ? cpu::empty_cached({d.E, d.N, d.K}, a.options()) : cpu::empty_cached({d.E, d.K, d.N}, a.options());
   const bool direct = multiplies_directly(a.scalar_type());
   cpu::run_dynamic(d.E, [&](int64_t g) {
     at::Tensor out = db[g];

@@ -48,7 +48,7 @@ at::Tensor linear_cpu(const at::Tensor& x, const at::Tensor& weight, const std::
                       cpu::use_skinny(rows, x.scalar_type() == at::kBFloat16);
   auto shape = x.sizes().vec();
   shape.back() = N;
-  at::Tensor y = cpu::empty_huge(shape, x.options());  // the huge-page block cache from 32 MiB up
+  at::Tensor y = cpu::empty_cached(shape, x.options());  // from the block cache from 256 KiB up
   if (!skinny && x.scalar_type() == at::kFloat && cpu::tiled_pays(N, K) && rows > 0) {
     // y = x @ weight^T: A = x [rows, K], B = weight^T [K, N] (weight^T of a transposed view is
     // row-major: backward passes weight.t() and x.t() here without copies).

@@ -40,8 +40,8 @@ constexpr int64_t kKeptWorkspaceBytes = int64_t(512) << 20;  // larger workspace
 // n floats of the calling thread's workspace (kept between calls up to kKeptWorkspaceBytes).
 at::Tensor workspace(int64_t n) {
   thread_local at::Tensor kept;
-  if (n * static_cast<int64_t>(sizeof(float)) > kKeptWorkspaceBytes) return cpu::empty_huge({n}, at::kFloat);
-  if (!kept.defined() || kept.numel() < n) kept = cpu::empty_huge({n}, at::kFloat);
+  if (n * static_cast<int64_t>(sizeof(float)) > kKeptWorkspaceBytes) return cpu::empty_cached({n}, at::kFloat);
+  if (!kept.defined() || kept.numel() < n) kept = cpu::empty_cached({n}, at::kFloat);
   return kept;
 }
 
@@ -191,7 +191,7 @@ std::tuple<at::Tensor, at::Tensor> moe_ffn_cpu(const at::Tensor& x_in, const at:
   const Inputs in = prepare(x_in, indices_in, weights_in, w_gate_up_in, w_down_in, "moe_ffn");
   const at::AutoDispatchBelowADInplaceOrView no_autograd;
   const Routing r = route_rows(in.indices, in.wgu.size(0), "moe_ffn");
-  at::Tensor out = cpu::empty_huge(in.x.sizes(), in.x.options());
+  at::Tensor out = cpu::empty_cached(in.x.sizes(), in.x.options());
   if (in.indices.numel() == 0 || in.x.size(1) == 0) return {out, r.group_sizes};
   YL_DISPATCH_FLOAT(in.x.scalar_type(), "moe_ffn_cpu", [&] {
     forward<scalar_t>(in.x, r, in.weights, in.wgu, in.wd, in.indices.size(1), nullptr, out);
@@ -205,8 +205,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> moe_ffn_train_cpu(
   const Inputs in = prepare(x_in, indices_in, weights_in, w_gate_up_in, w_down_in, "moe_ffn_train");
   const at::AutoDispatchBelowADInplaceOrView no_autograd;  // the autograd rule is registered in Python
   const Routing r = route_rows(in.indices, in.wgu.size(0), "moe_ffn_train");
-  at::Tensor out = cpu::empty_huge(in.x.sizes(), in.x.options());
-  at::Tensor h = cpu::empty_huge({in.indices.numel(), in.wgu.size(1)}, in.x.options().dtype(at::kFloat));
+  at::Tensor out = cpu::empty_cached(in.x.sizes(), in.x.options());
+  at::Tensor h = cpu::empty_cached({in.indices.numel(), in.wgu.size(1)}, in.x.options().dtype(at::kFloat));
   if (in.indices.numel() == 0 || in.x.size(1) == 0) return {out.zero_(), r.group_sizes, h};
   YL_DISPATCH_FLOAT(in.x.scalar_type(), "moe_ffn_train_cpu", [&] {
     forward<scalar_t>(in.x, r, in.weights, in.wgu, in.wd, in.indices.size(1), h.mutable_data_ptr<float>(), out);
@@ -342,11 +342,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> moe_ffn_backward_cpu(
               h_in.scalar_type(), " ", h_in.sizes());
   const at::AutoDispatchBelowADInplaceOrView no_autograd;
   const Routing r = route_rows(in.indices, in.wgu.size(0), "moe_ffn_backward");
-  at::Tensor dx = cpu::empty_huge(in.x.sizes(), in.x.options()), dweights = at::empty(in.weights.sizes(),
+  at::Tensor dx = cpu::empty_cached(in.x.sizes(), in.x.options()), dweights = at::empty(in.weights.sizes(),
                                                                                        in.weights.options());
   // the weight gradients: as large as the experts (192 MiB at the report's fine shape)
-  at::Tensor dwgu = cpu::empty_huge(in.wgu.sizes(), in.wgu.options()),
-             dwd = cpu::empty_huge(in.wd.sizes(), in.wd.options());
+  at::Tensor dwgu = cpu::empty_cached(in.wgu.sizes(), in.wgu.options()),
+             dwd = cpu::empty_cached(in.wd.sizes(), in.wd.options());
   if (S == 0 || in.x.size(1) == 0) return {dx.zero_(), dweights.zero_(), dwgu.zero_(), dwd.zero_()};
   const at::Tensor grad = grad_in.contiguous(), h = h_in.contiguous();
   YL_DISPATCH_FLOAT(in.x.scalar_type(), "moe_ffn_backward_cpu", [&] {

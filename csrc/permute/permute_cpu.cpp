@@ -24,7 +24,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> permute_cpu(const at::Tensor& x_i
   const int64_t T = x.size(0), H = x.size(1), k = indices.size(1), S = T * k;
   const auto [group_sizes, row_map] = sort_by_expert(indices, num_experts, "permute");
   const int64_t* rm = row_map.const_data_ptr<int64_t>();
-  at::Tensor x_sorted = cpu::empty_huge({S, H}, x.options());
+  at::Tensor x_sorted = cpu::empty_cached({S, H}, x.options());
   const int64_t row_bytes = H * x.element_size();
   const auto* src = static_cast<const char*>(x.const_data_ptr());
   auto* dst = static_cast<char*>(x_sorted.mutable_data_ptr());
@@ -42,7 +42,7 @@ at::Tensor unpermute_cpu(const at::Tensor& y_in, const at::Tensor& row_map_in, c
   const int64_t* rm = row_map.const_data_ptr<int64_t>();
   for (int64_t s = 0; s < T * k; ++s)
     TORCH_CHECK(rm[s] >= 0 && rm[s] < T * k, "unpermute: row_map values must lie in [0, ", T * k, "), got ", rm[s]);
-  at::Tensor out = cpu::empty_huge({T, H}, y.options());
+  at::Tensor out = cpu::empty_cached({T, H}, y.options());
   const float* w = weights.const_data_ptr<float>();
   YL_DISPATCH_FLOAT(y.scalar_type(), "unpermute_cpu", [&] {
     combine(y.const_data_ptr<scalar_t>(), rm, w, out.mutable_data_ptr<scalar_t>(), T, k, H);
@@ -59,7 +59,7 @@ std::tuple<at::Tensor, at::Tensor> unpermute_backward_cpu(const at::Tensor& grad
                    weights = weights_in.contiguous();
   const int64_t* rm = row_map.const_data_ptr<int64_t>();
   const float* w = weights.const_data_ptr<float>();
-  at::Tensor dy = cpu::empty_huge(y.sizes(), y.options()), dw = at::empty({T, k}, weights.options());
+  at::Tensor dy = cpu::empty_cached(y.sizes(), y.options()), dw = at::empty({T, k}, weights.options());
   float* dwp = dw.mutable_data_ptr<float>();
   YL_DISPATCH_FLOAT(y.scalar_type(), "unpermute_backward_cpu", [&] {
     const scalar_t* yp = y.const_data_ptr<scalar_t>();

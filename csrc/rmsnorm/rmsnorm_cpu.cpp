@@ -10,6 +10,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/cpu_alloc.h"
 #include "common/cpu_convert.h"
 #include "common/cpu_math.h"
 #include "rmsnorm/rmsnorm.h"
@@ -35,7 +36,7 @@ at::Tensor rms_norm_cpu(const at::Tensor& x_in, const at::Tensor& weight_in, dou
   const auto [rows, C] = check_inputs(x_in, weight_in, eps);
   TORCH_CHECK(x_in.device().is_cpu(), "rms_norm: x must be a CPU tensor here, got ", x_in.device());
   const at::Tensor x = x_in.contiguous(), w = weight_in.to(at::kFloat).contiguous();
-  at::Tensor out = at::empty(x.sizes(), x.options().dtype(at::result_type(x_in, weight_in)));
+  at::Tensor out = cpu::empty_cached(x.sizes(), x.options().dtype(at::result_type(x_in, weight_in)));
   if (rows == 0) return out;
   const bool out_f32 = out.scalar_type() == at::kFloat;  // else it is x's dtype
   const float* wp = w.const_data_ptr<float>();
@@ -67,7 +68,7 @@ std::tuple<at::Tensor, at::Tensor> rms_norm_backward_cpu(const at::Tensor& grad_
   TORCH_CHECK(x_in.device().is_cpu(), "rms_norm_backward: x must be a CPU tensor here, got ", x_in.device());
   const at::Tensor x = x_in.contiguous(), grad = grad_in.to(at::kFloat).contiguous(),
                    w = weight_in.to(at::kFloat).contiguous();
-  at::Tensor dx = at::empty(x.sizes(), x.options());
+  at::Tensor dx = cpu::empty_cached(x.sizes(), x.options());
   const int64_t blocks = (rows + kRowBlock - 1) / kRowBlock;
   at::Tensor dw_part = at::zeros({std::max<int64_t>(blocks, 1), C}, w.options());
   if (rows > 0) {

@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "common/cpu_alloc.h"
 #include "common/cpu_convert.h"
 #include "swiglu/swiglu.h"
 
@@ -44,7 +45,7 @@ at::Tensor swiglu_cpu(const at::Tensor& x_in) {
   auto shape = check_input(x_in);
   TORCH_CHECK(x_in.device().is_cpu(), "swiglu: x must be a CPU tensor here, got ", x_in.device());
   const at::Tensor x = x_in.contiguous();
-  at::Tensor y = at::empty(shape, x.options());
+  at::Tensor y = cpu::empty_cached(shape, x.options());
   const int64_t I = shape.back();
   if (y.numel() == 0) return y;
   const int64_t rows = y.numel() / I;
@@ -67,7 +68,7 @@ at::Tensor swiglu_backward_cpu(const at::Tensor& grad_in, const at::Tensor& x_in
   TORCH_CHECK(x_in.device().is_cpu(), "swiglu_backward: x must be a CPU tensor here, got ",
               x_in.device());
   const at::Tensor x = x_in.contiguous(), grad = grad_in.contiguous();
-  at::Tensor dx = at::empty(x.sizes(), x.options());
+  at::Tensor dx = cpu::empty_cached(x.sizes(), x.options());
   const int64_t I = x.size(-1) / 2;
   if (dx.numel() == 0) return dx;
   const int64_t rows = grad.numel() / I;

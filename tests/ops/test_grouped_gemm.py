@@ -94,7 +94,7 @@ def test_non_contiguous_operands(device):
 
 @needs_ext
 def test_large_outputs_reuse_their_memory():
-    """Outputs from 32 MiB up come from the CPU kernels' cache of huge-page blocks: correct,
+    """Large outputs come from the CPU kernels' cache of (huge-page) blocks: correct,
     handed out again once freed (no fresh page faults), and resizable like any tensor."""
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(4096, 8, generator=g), torch.randn(2, 8, 2048, generator=g)

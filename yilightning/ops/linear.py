@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from yilightning import _ext
 
 SKINNY_ROWS = 8  # csrc/common/cpu_skinny.h: kSkinnyRows
-HUGE_BYTES = 32 << 20  # csrc/common/cpu_alloc.h: kHugeBytes
+HUGE_BYTES = 32 << 20  # bf16/fp16 outputs this large take our op for its cached huge-page memory
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
