@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <vector>
 
 namespace yl::cpu {
@@ -23,21 +24,40 @@ void run_dynamic(int64_t n, const F& task) {
   });
 }
 
-// Per-thread scratch buffer number `slot` of at least n floats, uninitialised: it keeps its
-// capacity across tasks and calls, so task loops neither allocate nor zero their work space.
+// Per-thread buffers of at least n values of T, uninitialised and 64-byte (cache-line)
+// aligned: they keep their capacity across tasks and calls, so task loops neither allocate nor
+// zero their work space. The alignment matters: oneDNN's bf16 GEMMs (AMX) ran 1.45x slower on
+// operands 16 or 32 bytes off a cache line (a 256 x 1024 x 2816 product, one Xeon core: 5.0
+// against 3.5 ms), where std::vector's storage would put them.
+template <typename T, int slot>
+T* aligned_scratch(int64_t n) {
+  struct Buffer {
+    T* data = nullptr;
+    int64_t size = 0;
+    ~Buffer() { std::free(data); }
+  };
+  thread_local Buffer buf;
+  if (buf.size < n) {
+    constexpr size_t kLine = 64;
+    const size_t bytes = (static_cast<size_t>(n) * sizeof(T) + kLine - 1) / kLine * kLine;
+    std::free(buf.data);
+    buf.data = static_cast<T*>(std::aligned_alloc(kLine, bytes));
+    buf.size = buf.data != nullptr ? n : 0;
+    TORCH_CHECK(buf.data != nullptr, "yilightning: out of memory allocating ", bytes, " bytes of CPU scratch");
+  }
+  return buf.data;
+}
+
+// Scratch buffer number `slot` of at least n floats (aligned_scratch).
 template <int slot>
 float* scratch(int64_t n) {
-  thread_local std::vector<float> buf;
-  if (static_cast<int64_t>(buf.size()) < n) buf.resize(n);
-  return buf.data();
+  return aligned_scratch<float, slot>(n);
 }
 
 // The same for bf16 values (buffers of their own: slot numbers do not collide with scratch's).
 template <int slot>
 c10::BFloat16* scratch_bf16(int64_t n) {
-  thread_local std::vector<c10::BFloat16> buf;
-  if (static_cast<int64_t>(buf.size()) < n) buf.resize(n);
-  return buf.data();
+  return aligned_scratch<c10::BFloat16, slot>(n);
 }
 
 }  // namespace yl::cpu
