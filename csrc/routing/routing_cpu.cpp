@@ -3,6 +3,10 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "common/cpu_convert.h"
@@ -23,10 +27,62 @@ YL_CPU_CLONES void sigmoid_row(const float* logits, float* probs, int64_t E) {
   for (int64_t e = 0; e < E; ++e) probs[e] = sigmoid_f32(logits[e]);
 }
 
+// Selection as one integer order: the key of expert e is its score's bits made monotonic (an
+// int32 comparison orders them as the floats; -0 as +0, NaN below every number) in the high half
+// and E - 1 - e in the low half, so the larger key is the better expert under `better`, an equal
+// score going to the lower index. Keys are distinct, so k rounds of a vectorised max (8 int64
+// lanes a step), each over the keys below the last winner, give the k best in order with no
+// data-dependent branch and no store. A single pass keeping the k best
+// in order mispredicted on most insertions: 750 ns a token at E=64, k=6 against 150 here.
+// keys: scratch of E rounded up to 8.
+YL_CPU_CLONES void top_k(const float* sel, int64_t E, int64_t k, int64_t* keys, int64_t* idx) {
+  typedef int64_t vi8 __attribute__((vector_size(64)));
+  constexpr int64_t kTaken = INT64_MIN, kLanes = 8;
+  const int64_t padded = (E + kLanes - 1) / kLanes * kLanes;
+  for (int64_t e = 0; e < E; ++e) {
+    const float v = sel[e] + 0.f;  // -0 -> +0
+    int32_t bits;
+    std::memcpy(&bits, &v, sizeof(bits));
+    bits = v != v ? INT32_MIN + 1 : bits < 0 ? bits ^ INT32_MAX : bits;
+    keys[e] = static_cast<int64_t>(static_cast<uint64_t>(static_cast<int64_t>(bits)) << 32) | (E - 1 - e);
+  }
+  for (int64_t e = E; e < padded; ++e) keys[e] = kTaken;
+  int64_t prev = INT64_MAX;  // keys are distinct: round j's winner is the largest key below round j-1's
+  for (int64_t j = 0; j < k; ++j) {
+    vi8 best0 = vi8{} + kTaken, best1 = best0;  // two chains: half the max latency on the path
+    const vi8 below = vi8{} + prev;
+    int64_t e = 0;
+    for (; e + 2 * kLanes <= padded; e += 2 * kLanes) {
+      vi8 v0, v1;
+      std::memcpy(&v0, keys + e, sizeof(v0));
+      std::memcpy(&v1, keys + e + kLanes, sizeof(v1));
+      v0 = v0 < below ? v0 : kTaken;
+      v1 = v1 < below ? v1 : kTaken;
+      best0 = v0 > best0 ? v0 : best0;
+      best1 = v1 > best1 ? v1 : best1;
+    }
+    if (e < padded) {
+      vi8 v;
+      std::memcpy(&v, keys + e, sizeof(v));
+      v = v < below ? v : kTaken;
+      best0 = v > best0 ? v : best0;
+    }
+    vi8 best = best1 > best0 ? best1 : best0;
+    for (int step = kLanes / 2; step >= 1; step /= 2) {  // lanes i and i + step, then i + step / 2
+      vi8 other = step == 4 ? __builtin_shufflevector(best, best, 4, 5, 6, 7, 0, 1, 2, 3)
+                  : step == 2 ? __builtin_shufflevector(best, best, 2, 3, 0, 1, 6, 7, 4, 5)
+                              : __builtin_shufflevector(best, best, 1, 0, 3, 2, 5, 4, 7, 6);
+      best = other > best ? other : best;
+    }
+    prev = best[0];
+    idx[j] = E - 1 - (prev & INT64_C(0xffffffff));
+  }
+}
+
 // One token: probs[E] from logits, then top-k of (probs + bias) inside the kept groups.
-// sel and gsel are scratch of E and n_groups floats.
+// sel and gsel are scratch of E and n_groups floats, keys top_k's.
 void route_token(const float* logits, const float* bias, int64_t E, const Params& p, float* probs,
-                 float* w, int64_t* idx, float* sel, float* gsel) {
+                 float* w, int64_t* idx, float* sel, float* gsel, int64_t* keys) {
   if (p.score == kSoftmax) softmax_row(logits, probs, E); else sigmoid_row(logits, probs, E);
   for (int64_t e = 0; e < E; ++e) sel[e] = probs[e] + (bias ? bias[e] : 0.f);
   if (p.topk_groups < p.n_groups) {
@@ -44,17 +100,8 @@ void route_token(const float* logits, const float* bias, int64_t E, const Params
       if (gsel[g] != -INFINITY)
         for (int64_t e = g * gs; e < (g + 1) * gs; ++e) sel[e] = -INFINITY;
   }
-  // One pass keeping the k best so far sorted (idx); most experts fail the first comparison.
-  // Scanning in index order, an equal score never displaces a lower index.
-  int64_t n = 0;
   const int64_t k = p.top_k;
-  for (int64_t e = 0; e < E; ++e) {
-    const float v = sel[e];
-    if (n == k && !better(v, e, sel[idx[k - 1]], idx[k - 1])) continue;
-    int64_t pos = n < k ? n++ : k - 1;
-    for (; pos > 0 && better(v, e, sel[idx[pos - 1]], idx[pos - 1]); --pos) idx[pos] = idx[pos - 1];
-    idx[pos] = e;
-  }
+  top_k(sel, E, k, keys, idx);
   for (int64_t j = 0; j < k; ++j) w[j] = probs[idx[j]];
   float sum = 0.f;
   for (int64_t j = 0; j < p.top_k; ++j) sum += w[j];
@@ -78,11 +125,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> route_cpu(const at::Tensor& logit
     const scalar_t* lp = logits.const_data_ptr<scalar_t>();
     at::parallel_for(0, T, 64, [&](int64_t begin, int64_t end) {
       std::vector<float> buf(2 * E + n_groups);
+      std::vector<int64_t> keys((E + 7) / 8 * 8);
       for (int64_t t = begin; t < end; ++t) {
         const float* row = cpu::load_f32(lp + t * E, buf.data() + E, E);
         route_token(row, bp, E, p, probs.mutable_data_ptr<float>() + t * E,
                     weights.mutable_data_ptr<float>() + t * top_k,
-                    indices.mutable_data_ptr<int64_t>() + t * top_k, buf.data(), buf.data() + 2 * E);
+                    indices.mutable_data_ptr<int64_t>() + t * top_k, buf.data(), buf.data() + 2 * E,
+                    keys.data());
       }
     });
   });

@@ -53,6 +53,18 @@ def test_single_expert_and_k_equals_e(device):
     assert torch.equal(idx.sort(-1).values, torch.arange(6, device=device).expand(3, 6))
 
 
+@pytest.mark.parametrize("E,k", [(13, 3), (200, 7)])
+def test_route_odd_expert_counts_and_negative_scores(device, E, k):
+    # E not a multiple of the CPU kernel's 8- and 16-key steps; a bias that makes most selection
+    # scores negative (their order is the floats' order, not their bits')
+    logits = make(97, E, torch.float32, device)
+    bias = torch.linspace(-1.0, 0.2, E, device=device)
+    for kw in (dict(), dict(score="sigmoid", expert_bias=bias)):
+        _, idx, _ = route(logits, k, **kw)
+        _, ridx, _ = route_reference(logits, k, **kw)
+        assert torch.equal(idx, ridx)
+
+
 def test_ties_go_to_lower_expert_index(device):
     logits = torch.zeros(4, 16, device=device)
     logits[:, [3, 9, 12]] = 1.0  # a three-way tie at the top, then a 13-way tie
