@@ -7,8 +7,10 @@
 #include <cstdint>
 #include <cstdlib>
 #include <iterator>
+#include <list>
 #include <map>
 #include <mutex>
+#include <vector>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -62,29 +64,44 @@ class BlockCache final : public c10::Allocator {
 
   void* take(size_t bytes) {  // the block of this size freed last (the one most likely still cached)
     const std::lock_guard<std::mutex> lock(mutex_);
-    const auto [first, last] = free_.equal_range(bytes);
+    const auto [first, last] = by_size_.equal_range(bytes);
     if (first == last) return nullptr;
-    const auto it = std::prev(last);  // emplace puts a kept block after the others of its size
-    void* data = it->second;
-    free_.erase(it);
+    const auto it = std::prev(last);  // blocks of one size are in the order they were freed
+    void* data = it->second->data;
+    kept_.erase(it->second);
+    by_size_.erase(it);
     held_ -= bytes;
     return data;
   }
 
+  // Keeps a freed block, giving back the blocks freed longest ago where the total would pass
+  // kCachedBytes: sizes that stopped coming back (an earlier model's, a finished phase's) must
+  // not hold the room that the current step's sizes need.
   void keep_or_free(void* data, size_t bytes) {
+    if (bytes > static_cast<size_t>(kCachedBytes)) {
+      std::free(data);
+      return;
+    }
+    std::vector<void*> surplus;
     {
       const std::lock_guard<std::mutex> lock(mutex_);
-      if (held_ + bytes <= static_cast<size_t>(kCachedBytes)) {
-        free_.emplace(bytes, data);
-        held_ += bytes;
-        return;
+      while (held_ + bytes > static_cast<size_t>(kCachedBytes)) {
+        const Block oldest = kept_.front();
+        by_size_.erase(by_size_.lower_bound(oldest.bytes));  // the first of its size is the oldest of them
+        kept_.pop_front();
+        held_ -= oldest.bytes;
+        surplus.push_back(oldest.data);
       }
+      kept_.push_back({data, bytes});
+      by_size_.emplace(bytes, std::prev(kept_.end()));
+      held_ += bytes;
     }
-    std::free(data);
+    for (void* p : surplus) std::free(p);
   }
 
   std::mutex mutex_;
-  std::multimap<size_t, void*> free_;  // kept blocks by size
+  std::list<Block> kept_;                                     // kept blocks, freed longest ago first
+  std::multimap<size_t, std::list<Block>::iterator> by_size_;  // the same blocks by size
   size_t held_ = 0;
 };
 

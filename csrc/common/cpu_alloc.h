@@ -4,8 +4,8 @@
 // page, on first touch: a fresh 128 MiB tensor took 45 ms to fill on the development machine
 // against 6 ms for one already touched, and the fine MoE layer's backward (192 MiB of expert
 // weight gradients) spent 15% of its time in the kernel. So a freed block is kept for the next
-// allocation of the same size (the same shapes come back every step) while the kept ones total
-// at most kCachedBytes; larger or surplus blocks go back to the OS. Blocks from kHugeBytes up are
+// allocation of the same size (the same shapes come back every step); the kept ones total at
+// most kCachedBytes, the blocks freed longest ago going back to the OS first. Blocks from kHugeBytes up are
 // 2 MiB-aligned with transparent huge pages advised (THP "madvise" mode, the usual default: 512x
 // fewer faults); elsewhere (THP off, other OSes) the advice is a no-op and the cache still saves
 // the faults. Caching from 256 KiB rather than from 32 MiB (the activations, their gradients and

@@ -112,6 +112,24 @@ def test_large_outputs_reuse_their_memory():
     assert torch.equal(c[:2], head)
 
 
+@needs_ext
+def test_output_cache_gives_back_the_oldest_blocks_first():
+    """The cache keeps at most 512 MiB of freed blocks: once sizes that no longer come back fill
+    it, a new size is still kept (the blocks freed longest ago go back to the OS instead)."""
+    a, gs = torch.ones(4096, 1), torch.tensor([4096])
+    for n in (16384, 15872):  # two stale blocks, 256 MiB and 248 MiB
+        del_me = grouped_gemm(a, torch.ones(1, 1, n), gs)
+        del del_me
+    c = grouped_gemm(a, torch.ones(1, 1, 2048), gs)  # 32 MiB: room only if the first is given back
+    first = c.data_ptr()
+    del c
+    other = torch.empty(8 << 20)  # 32 MiB from glibc in between: it may map a freed address anew
+    c = grouped_gemm(a, torch.ones(1, 1, 2048), gs)
+    assert other.data_ptr() != first
+    assert c.data_ptr() == first
+    assert torch.equal(c, torch.ones(4096, 2048))
+
+
 @pytest.mark.parametrize(
     "a, b, gs, kw, exc, words",
     [
