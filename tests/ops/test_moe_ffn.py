@@ -8,9 +8,10 @@ from yilightning.ops import grouped_gemm, moe_ffn, route
 
 needs_ext = pytest.mark.skipif(_ext.module is None, reason=f"extension not loaded: {_ext.load_error}")
 # T, H, E, k, I: empty input, one token (most experts empty), E=1, k=E, odd sizes, and experts
-# with more than 256 rows (the kernel splits them into several tasks).
+# with more than 256 rows (the kernel splits them into several tasks) or more than 1024 (bf16
+# backward's weight gradients then sum over several chunks).
 SHAPES = [(0, 8, 4, 2, 3), (1, 7, 16, 2, 5), (97, 33, 16, 4, 9), (50, 8, 1, 1, 4), (40, 16, 6, 6, 3),
-          (700, 64, 3, 2, 40)]
+          (700, 64, 3, 2, 40), (1100, 16, 2, 2, 8)]
 
 
 def problem(T, H, E, k, I, device, dtype=torch.float32, seed=0):
