@@ -27,6 +27,7 @@
 #include "common/cpu_gemm.h"
 #include "common/cpu_math.h"
 #include "common/cpu_parallel.h"
+#include "common/cpu_skinny.h"
 #include "moe_ffn/moe_ffn.h"
 #include "permute/permute_cpu.h"
 #include "swiglu/swiglu.h"
@@ -110,20 +111,41 @@ cpu::Operand token_rows(const T* xp, const Routing& r, int64_t row0, int64_t row
 
 using bf16 = at::BFloat16;
 
+// The bf16 GEMMs multiply a chunk's rows rounded up to a multiple of kRowQuantum, the rows past
+// the chunk's zero (outputs of those rows are dropped). oneDNN JIT-compiles a kernel for every
+// shape it has not seen and keeps 1024; an expert's row count changes at every training step,
+// so with exact counts a bf16 training step spent most of its time compiling (the tiny preset
+// under bf16 autocast, a 2-core Xeon with AMX: 1000 ms a step against 427 with the GEMMs in
+// fp32). Rounded, one layer shape needs a few hundred kernels; 16 is also AMX's tile height.
+constexpr int64_t kRowQuantum = 16;
+
+int64_t quantized(int64_t rows) { return (rows + kRowQuantum - 1) / kRowQuantum * kRowQuantum; }
+
+// Rows [rows, padded) of a bf16 matrix of `cols` columns set to zero.
+void zero_rows(bf16* m, int64_t rows, int64_t padded, int64_t cols) {
+  std::fill(m + rows * cols, m + padded * cols, bf16(0.f));
+}
+
 // One forward task with bf16 GEMMs (cpu::native_bf16): the products round to bf16 as torch.mm
 // does in bf16, SwiGLU runs in fp32; y (bf16 [rows, H]) receives the expert's output rows.
 void forward_task_bf16(const bf16* xp, const bf16* wgu, const bf16* wd, const Routing& r, int64_t row0,
                        int64_t rows, int64_t H, int64_t I, float* h_keep, bf16* y) {
   const int64_t I2 = 2 * I;
-  bf16 *A = cpu::scratch_bf16<0>(rows * H), *hb = cpu::scratch_bf16<1>(rows * I2), *ab = cpu::scratch_bf16<2>(rows * I);
+  // a decode step's few rows go to the skinny kernel, exactly (no JIT there)
+  const int64_t P = cpu::use_skinny(rows, true) ? rows : quantized(rows);
+  bf16 *A = cpu::scratch_bf16<0>(P * H), *hb = cpu::scratch_bf16<1>(P * I2), *ab = cpu::scratch_bf16<2>(P * I),
+       *yb = cpu::scratch_bf16<3>(P * H);
   gather_rows(xp, r, row0, rows, H, A);
-  cpu::gemm_bf16(false, true, rows, I2, H, A, H, wgu, H, hb, I2);
+  zero_rows(A, rows, P, H);
+  cpu::gemm_bf16(false, true, P, I2, H, A, H, wgu, H, hb, I2);
   float* h = h_keep ? h_keep + row0 * I2 : cpu::scratch<2>(rows * I2);
   cpu::to_f32(hb, h, rows * I2);
   float* a = cpu::scratch<4>(rows * I);
   for (int64_t j = 0; j < rows; ++j) swiglu::forward_f32(h + j * I2, h + j * I2 + I, a + j * I, I);
   cpu::from_f32(a, ab, rows * I);
-  cpu::gemm_bf16(false, true, rows, H, I, ab, I, wd, I, y, H);
+  zero_rows(ab, rows, P, I);
+  cpu::gemm_bf16(false, true, P, H, I, ab, I, wd, I, yb, H);
+  std::copy(yb, yb + rows * H, y);
 }
 
 // Forward for both entry points; h_keep (fp32 [S, 2I], or null) receives the pre-activations.
@@ -271,7 +293,7 @@ void backward(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& wei
     const float* Wgu = n && !bf16_gemm ? expert_f32<1>(gup, e, I2, H) : nullptr;
     const float* Wd = n && !bf16_gemm ? expert_f32<3>(dnp, e, H, I) : nullptr;
     for (int64_t row0 = first; row0 < first + n; row0 += chunk) {
-      const int64_t rows = std::min(chunk, first + n - row0);
+      const int64_t rows = std::min(chunk, first + n - row0), P = quantized(rows);  // P: bf16 GEMMs
       const float beta = row0 == first ? 0.f : 1.f;
       const float* h = hp + row0 * I2;
       float *u = cpu::scratch<2>(rows * I), *a = cpu::scratch<4>(rows * I), *dh = cpu::scratch<7>(rows * I2);
@@ -283,11 +305,12 @@ void backward(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& wei
         if (bf16_gemm) {
           Gs = cpu::scratch<0>(rows * H);
           gather_rows(gp, r, row0, rows, H, Gs);
-          Gb = cpu::scratch_bf16<0>(rows * H), ab = cpu::scratch_bf16<1>(rows * I);
-          dhb = cpu::scratch_bf16<2>(rows * I2), Ab = cpu::scratch_bf16<3>(rows * H);
-          out = cpu::scratch_bf16<4>(std::max({rows * I, rows * H, I2 * H, H * I}));
+          Gb = cpu::scratch_bf16<0>(P * H), ab = cpu::scratch_bf16<1>(P * I);
+          dhb = cpu::scratch_bf16<2>(P * I2), Ab = cpu::scratch_bf16<3>(P * H);
+          out = cpu::scratch_bf16<4>(std::max({P * I, P * H, I2 * H, H * I}));
           cpu::from_f32(Gs, Gb, rows * H);
-          cpu::gemm_bf16(false, false, rows, I, H, Gb, H, dnp + e * H * I, I, out, I);
+          zero_rows(Gb, rows, P, H);
+          cpu::gemm_bf16(false, false, P, I, H, Gb, H, dnp + e * H * I, I, out, I);
           cpu::to_f32(out, u, rows * I);
         }
       }
@@ -306,20 +329,23 @@ void backward(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& wei
       }
       if constexpr (std::is_same_v<T, bf16>) {
         if (bf16_gemm) {
-          cpu::from_f32(Gs, Gb, rows * H);
+          cpu::from_f32(Gs, Gb, rows * H);  // the pad rows of every operand stay zero
           cpu::from_f32(a, ab, rows * I);
+          zero_rows(ab, rows, P, I);
           cpu::from_f32(dh, dhb, rows * I2);
+          zero_rows(dhb, rows, P, I2);
           gather_rows(xp, r, row0, rows, H, Ab);
+          zero_rows(Ab, rows, P, H);
           if (direct) {
-            cpu::gemm_bf16(true, false, H, I, rows, Gb, H, ab, I, ddnp + e * H * I, I);
-            cpu::gemm_bf16(true, false, I2, H, rows, dhb, I2, Ab, H, dgup + e * I2 * H, H);
+            cpu::gemm_bf16(true, false, H, I, P, Gb, H, ab, I, ddnp + e * H * I, I);
+            cpu::gemm_bf16(true, false, I2, H, P, dhb, I2, Ab, H, dgup + e * I2 * H, H);
           } else {
-            cpu::gemm_bf16(true, false, H, I, rows, Gb, H, ab, I, out, I);
+            cpu::gemm_bf16(true, false, H, I, P, Gb, H, ab, I, out, I);
             accumulate_bf16(out, dWd, H * I, row0 == first);
-            cpu::gemm_bf16(true, false, I2, H, rows, dhb, I2, Ab, H, out, H);
+            cpu::gemm_bf16(true, false, I2, H, P, dhb, I2, Ab, H, out, H);
             accumulate_bf16(out, dWgu, I2 * H, row0 == first);
           }
-          cpu::gemm_bf16(false, false, rows, H, I2, dhb, I2, gup + e * I2 * H, H, out, H);
+          cpu::gemm_bf16(false, false, P, H, I2, dhb, I2, gup + e * I2 * H, H, out, H);
           cpu::to_f32(out, dxs + row0 * H, rows * H);
           continue;
         }
