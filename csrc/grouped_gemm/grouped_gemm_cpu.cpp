@@ -53,12 +53,11 @@ at::Tensor as_f32(const at::Tensor& t) {
   return out;
 }
 
-// bf16 products (oneDNN) multiply row counts in whole multiples of kRowQuantum, the rows past
-// the last one through a zero-padded copy of kRowQuantum rows: oneDNN JIT-compiles a kernel for
-// every shape it has not seen and keeps 1024, and group sizes change at every training step
-// (moe_ffn_cpu.cpp measured a bf16 training step 2.4x slower with exact row counts). fp32 goes to
-// the BLAS as it is.
-constexpr int64_t kRowQuantum = 16;
+// bf16 products (oneDNN) multiply row counts in whole multiples of cpu::kBf16RowQuantum, the
+// rows past the last one through a zero-padded copy of that many rows: group sizes change at
+// every training step, and each new size would be a new oneDNN kernel (cpu_blas.h). fp32 goes
+// to the BLAS as it is.
+constexpr int64_t kRowQuantum = cpu::kBf16RowQuantum;
 
 int64_t whole_rows(const at::Tensor& t, int64_t rows) {
   return t.scalar_type() == at::kBFloat16 ? rows / kRowQuantum * kRowQuantum : rows;

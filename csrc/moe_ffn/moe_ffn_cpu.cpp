@@ -111,15 +111,12 @@ cpu::Operand token_rows(const T* xp, const Routing& r, int64_t row0, int64_t row
 
 using bf16 = at::BFloat16;
 
-// The bf16 GEMMs multiply a chunk's rows rounded up to a multiple of kRowQuantum, the rows past
-// the chunk's zero (outputs of those rows are dropped). oneDNN JIT-compiles a kernel for every
-// shape it has not seen and keeps 1024; an expert's row count changes at every training step,
-// so with exact counts a bf16 training step spent most of its time compiling (the tiny preset
-// under bf16 autocast, a 2-core Xeon with AMX: 1000 ms a step against 427 with the GEMMs in
-// fp32). Rounded, one layer shape needs a few hundred kernels; 16 is also AMX's tile height.
-constexpr int64_t kRowQuantum = 16;
-
-int64_t quantized(int64_t rows) { return (rows + kRowQuantum - 1) / kRowQuantum * kRowQuantum; }
+// The bf16 GEMMs multiply a chunk's rows rounded up to a multiple of cpu::kBf16RowQuantum, the
+// rows past the chunk's zero (outputs of those rows are dropped): an expert's row count changes
+// at every training step, and each new count would be a new oneDNN kernel (cpu_blas.h).
+int64_t quantized(int64_t rows) {
+  return (rows + cpu::kBf16RowQuantum - 1) / cpu::kBf16RowQuantum * cpu::kBf16RowQuantum;
+}
 
 // Rows [rows, padded) of a bf16 matrix of `cols` columns set to zero.
 void zero_rows(bf16* m, int64_t rows, int64_t padded, int64_t cols) {
