@@ -8,7 +8,10 @@ the CPU: timing.timed_alternating): Hugging Face transformers' ``Qwen3MoeSparseM
 experts_implementation "eager" (a loop over experts) and "grouped_mm", and
 ``torch._grouped_mm`` as the expert GEMM behind our routing/permutation.
 GFLOP/s counts the expert GEMMs (6*T*k*H*I forward, 3x that forward+backward); "% sgemm" is
-against fp32 ``torch.mm`` measured at the start of the run on this machine.
+against a 2048^3 fp32 ``torch.mm`` timed in the same alternation as the group's calls (its own
+row), so a shared machine's drift moves both alike: measured once at the start, the base of a
+ten-minute run was 260 GFLOP/s while the coarse rows ran minutes later on a machine a quarter
+slower.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import torch
 from transformers import Qwen3MoeConfig
 from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeSparseMoeBlock
 
-from timing import timed, timed_alternating
+from timing import timed_alternating
 
 from yilightning.layers import MoE
 from yilightning.ops import permute, route, swiglu, unpermute
@@ -29,11 +32,6 @@ CASES = {
     "fine": dict(T=2048, H=1024, E=64, k=6, I=256),
     "coarse": dict(T=2048, H=1024, E=8, k=2, I=1408),
 }
-
-
-def sgemm_gflops(device: str) -> float:
-    a, b = torch.randn(2048, 2048, device=device), torch.randn(2048, 2048, device=device)
-    return 2 * 2048**3 / timed(lambda: a @ b, device, 5) / 1e9
 
 
 def hf_block(c: dict, impl: str, dtype: torch.dtype, device: str) -> Qwen3MoeSparseMoeBlock:
@@ -83,9 +81,9 @@ def main() -> None:
     args = parser.parse_args()
     dev = args.device
     reps = 3 if args.quick or dev == "cpu" else 20
-    peak = sgemm_gflops(dev)
-    print(f"device: {torch.cuda.get_device_name() if dev == 'cuda' else 'cpu'}, threads {torch.get_num_threads()}, "
-          f"fp32 sgemm {peak:.0f} GFLOP/s\n")
+    sa, sb = torch.randn(2048, 2048, device=dev), torch.randn(2048, 2048, device=dev)
+    sgemm_flops = 2 * 2048**3
+    print(f"device: {torch.cuda.get_device_name() if dev == 'cuda' else 'cpu'}, threads {torch.get_num_threads()}\n")
     print("| case | dtype | pass | implementation | ms | GFLOP/s | % sgemm | vs HF eager |")
     print("|---|---|---|---|---|---|---|---|")
     cases = {"fine": CASES["fine"]} if args.quick else CASES
@@ -104,11 +102,15 @@ def main() -> None:
                         xi = x.detach().requires_grad_(mode == "fwd+bwd")
                         with torch.set_grad_enabled(mode == "fwd+bwd"):
                             out = module(xi)
-                            out = out.hidden if label == "yilightning" else out
+                            out = out.hidden if isinstance(module, MoE) else out
                             if mode == "fwd+bwd":
                                 out.float().square().mean().backward()
                     return run
-                secs = timed_alternating([step(label, module) for label, module in impls.items()], dev, reps)
+                *secs, sgemm_sec = timed_alternating(
+                    [step(label, module) for label, module in impls.items()] + [lambda: sa @ sb], dev, reps)
+                peak = sgemm_flops / sgemm_sec / 1e9
+                print(f"| {name} | {str(dtype)[6:]} | {mode} | fp32 sgemm 2048^3 (the % sgemm base) | "
+                      f"{sgemm_sec * 1e3:.1f} | {peak:.1f} | 100% | |")
                 for label, sec in zip(impls, secs):
                     gf = flops * (3 if mode == "fwd+bwd" else 1) / sec / 1e9
                     print(f"| {name} | {str(dtype)[6:]} | {mode} | {label} | {sec * 1e3:.1f} | {gf:.1f} | "
