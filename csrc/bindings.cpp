@@ -3,6 +3,7 @@
 // op schema and kernel compiled into this library.
 #include <torch/extension.h>
 
+#include "common/cpu_amx.h"
 #include "common/cpu_blas.h"
 #include "common/cpu_gemm.h"
 #include "common/cpu_skinny.h"
@@ -31,6 +32,7 @@ pybind11::dict build_info() {
   d["cutlass_version"] = YL_CUTLASS_VERSION;
   d["cpu_direct_blas"] = yl::cpu::direct_blas();  // CPU kernels call sgemm_ without the dispatcher
   d["cpu_native_bf16"] = yl::cpu::native_bf16();  // bf16 CPU kernels multiply in bf16 (AVX512-BF16)
+  d["cpu_amx"] = yl::cpu::native_bf16() && yl::cpu::amx_enabled();  // MoE experts' bf16 forward on AMX tiles
   d["cpu_gemm"] = yl::cpu::gemm_kernel();  // fp32 GEMMs: "avx512" (our tiled kernel) or "blas"
   d["cpu_skinny"] = yl::cpu::skinny_isa();  // few-row products: "avx512", "avx2" or "none" (the BLAS)
 #ifdef YL_HAVE_SM90

@@ -20,14 +20,21 @@ def device(request) -> torch.device:
 # fp32 elsewhere; a test parametrized with this name runs bf16 with the conversion forced
 # (YL_CPU_BF16=0), so both paths are tested on any machine.
 BF16_VIA_FP32 = "bfloat16-via-fp32"
+# Where the CPU has AMX, the MoE experts' bf16 forward products run on its tiles; this name runs
+# bf16 with them off (YL_CPU_AMX=0: oneDNN's bf16 GEMMs), so both paths are tested there.
+BF16_WITHOUT_AMX = "bfloat16-without-amx"
 
 
 @pytest.fixture
 def resolve_dtype(monkeypatch):
-    """``resolve_dtype(d)``: the torch dtype for a parametrized dtype (see BF16_VIA_FP32)."""
+    """``resolve_dtype(d)``: the torch dtype for a parametrized dtype (see BF16_VIA_FP32 and
+    BF16_WITHOUT_AMX)."""
     def resolve(dtype):
         if dtype == BF16_VIA_FP32:
             monkeypatch.setenv("YL_CPU_BF16", "0")
+            return torch.bfloat16
+        if dtype == BF16_WITHOUT_AMX:
+            monkeypatch.setenv("YL_CPU_AMX", "0")
             return torch.bfloat16
         return dtype
     return resolve

@@ -16,6 +16,7 @@ def build_info() -> dict[str, Any]:
     version and GPU architectures it was compiled for, the CUTLASS version, per-op kernel
     availability (``{"swiglu": {"cpu": True, "cuda": True}, ...}``), whether the CPU kernels
     call the BLAS directly and multiply bf16 natively (AVX512-BF16; ``YL_CPU_BF16=0`` turns
+    that off), whether the MoE experts' bf16 forward runs on AMX tiles (``YL_CPU_AMX=0`` turns
     that off), the OpenMP thread count and the visible GPUs.
     """
     from yilightning import __version__
@@ -37,6 +38,7 @@ def build_info() -> dict[str, Any]:
         "sm90_kernels": bool(compiled.get("sm90_kernels")),
         "cpu_direct_blas": bool(compiled.get("cpu_direct_blas")),
         "cpu_native_bf16": bool(compiled.get("cpu_native_bf16")),
+        "cpu_amx": bool(compiled.get("cpu_amx")),
         "cpu_gemm": compiled.get("cpu_gemm") or "blas",
         "cpu_skinny": compiled.get("cpu_skinny") or "none",
         "ops": {op: {dev: _ext.has_kernel(op, dev) for dev in ("cpu", "cuda")} for op in _ext.op_names()},
@@ -64,7 +66,8 @@ def format_build_info(info: dict[str, Any]) -> str:
             f"CPU GEMMs        fp32 "
             + ("our tiled AVX-512 kernel" if info["cpu_gemm"] == "avx512" else
                f"BLAS {'direct' if info['cpu_direct_blas'] else 'through at::mm'}") + ", bf16 "
-            + ("native (AVX512-BF16)" if info["cpu_native_bf16"] else "converted to fp32")
+            + ("native (AVX512-BF16" + (", AMX tiles for the MoE experts" if info["cpu_amx"] else "") + ")"
+               if info["cpu_native_bf16"] else "converted to fp32")
             + f", few-row products {info['cpu_skinny'] if info['cpu_skinny'] != 'none' else 'by the BLAS'}",
         ]
     lines += [

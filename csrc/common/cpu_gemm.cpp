@@ -1,6 +1,7 @@
 #include "common/cpu_gemm.h"
 
 #include "common/cpu_blas.h"
+#include "common/cpu_transpose.h"
 
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
@@ -149,35 +150,6 @@ constexpr auto tile_table(std::index_sequence<R...>) {
   return std::array<TileFn, sizeof...(R)>{&tile<static_cast<int>(R) + 1>...};
 }
 constexpr auto kTiles = tile_table(std::make_index_sequence<kMR>{});  // kTiles[r - 1]: r rows
-
-// dst[q * dst_ld + r] = src[r][col + q] for r < rows (<= 16), q < depth (<= 16): the columns of
-// a block of up to 16 rows, through a 16 x 16 in-register transpose. Output row q keeps the
-// lanes under `store` (rows past `rows` read as zeros).
-YL_TILED_INLINE void transpose16(const float* const* src, int64_t col, int64_t rows, int64_t depth, float* dst,
-                                 int64_t dst_ld, __mmask16 store) {
-  const __mmask16 in = static_cast<__mmask16>((1u << depth) - 1);
-  __m512 r[16], t[16];
-  for (int i = 0; i < 16; ++i) r[i] = i < rows ? _mm512_maskz_loadu_ps(in, src[i] + col) : _mm512_setzero_ps();
-  for (int i = 0; i < 16; i += 2) {  // lane L of t[i]: r[i][4L], r[i+1][4L], r[i][4L+1], r[i+1][4L+1]
-    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-  }
-  for (int g = 0; g < 16; g += 4) {  // lane L of r[g + c]: rows g..g+3 of column 4L + c
-    r[g] = _mm512_shuffle_ps(t[g], t[g + 2], 0x44);
-    r[g + 1] = _mm512_shuffle_ps(t[g], t[g + 2], 0xEE);
-    r[g + 2] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0x44);
-    r[g + 3] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
-  }
-  for (int c = 0; c < 4; ++c) {  // gather lane L of r[c], r[4+c], r[8+c], r[12+c]: column 4L + c
-    const __m512 v = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88), w = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xDD);
-    const __m512 x = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88), y = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xDD);
-    t[c] = _mm512_shuffle_f32x4(v, x, 0x88);
-    t[8 + c] = _mm512_shuffle_f32x4(v, x, 0xDD);
-    t[4 + c] = _mm512_shuffle_f32x4(w, y, 0x88);
-    t[12 + c] = _mm512_shuffle_f32x4(w, y, 0xDD);
-  }
-  for (int q = 0; q < depth; ++q) _mm512_mask_storeu_ps(dst + q * dst_ld, store, t[q]);
-}
 
 // Rows [i0, i0 + mc) x depth [p0, p0 + kc) of op(A) into strips of kMR rows (the last one has
 // the rows left), each k-major: the strip of rows [s, s + kMR) starts at s * kc.

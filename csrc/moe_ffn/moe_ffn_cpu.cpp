@@ -13,6 +13,9 @@
 // bf16 inputs on a CPU with bf16 units (cpu::native_bf16) multiply as bf16 (oneDNN, products
 // rounded to bf16 as torch.mm in bf16 does: 3x faster on a Zen 5 core); elsewhere the tiles and
 // each expert's weights are converted to fp32 first. Activations and sums stay fp32 either way.
+// Where the CPU has AMX and H and I are multiples of 32, the forward's two products run on AMX
+// tiles instead (cpu_amx.h: fp32 pre-activations, token rows read in place, no per-call oneDNN
+// set-up): 6-17% off the fine layer's bf16 forward on a 2-core Xeon guest.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -22,6 +25,7 @@
 #include <vector>
 
 #include "common/cpu_alloc.h"
+#include "common/cpu_amx.h"
 #include "common/cpu_blas.h"
 #include "common/cpu_convert.h"
 #include "common/cpu_gemm.h"
@@ -125,11 +129,25 @@ void zero_rows(bf16* m, int64_t rows, int64_t padded, int64_t cols) {
 
 // One forward task with bf16 GEMMs (cpu::native_bf16): the products round to bf16 as torch.mm
 // does in bf16, SwiGLU runs in fp32; y (bf16 [rows, H]) receives the expert's output rows.
+// then_wgu: the gate/up weight of the thread's next task (its first rows are read in early), or null.
 void forward_task_bf16(const bf16* xp, const bf16* wgu, const bf16* wd, const Routing& r, int64_t row0,
-                       int64_t rows, int64_t H, int64_t I, float* h_keep, bf16* y) {
+                       int64_t rows, int64_t H, int64_t I, float* h_keep, bf16* y, const bf16* then_wgu) {
   const int64_t I2 = 2 * I;
   // a decode step's few rows go to the skinny kernel, exactly (no JIT there)
-  const int64_t P = cpu::use_skinny(rows, true) ? rows : quantized(rows);
+  const bool skinny = cpu::use_skinny(rows, true);
+  if (!skinny && cpu::amx_enabled() && cpu::amx_fits(I2, H) && cpu::amx_fits(H, I)) {
+    // AMX tiles (no row rounding needed; no oneDNN set-up per call): the token rows are read
+    // where they are, and the pre-activations stay fp32 (not rounded to bf16 on the way).
+    float* h = h_keep ? h_keep + row0 * I2 : cpu::scratch<2>(rows * I2);
+    cpu::amx_gemm_bf16_nt({xp, H, rows, r.token.data() + row0}, I2, H, wgu, H, h, I2, wd, H, I);
+    float* a = cpu::scratch<4>(rows * I);
+    for (int64_t j = 0; j < rows; ++j) swiglu::forward_f32(h + j * I2, h + j * I2 + I, a + j * I, I);
+    bf16* ab = cpu::scratch_bf16<2>(rows * I);
+    cpu::from_f32(a, ab, rows * I);
+    cpu::amx_gemm_bf16_nt({ab, I, rows}, H, I, wd, I, y, H, then_wgu, I2, H);
+    return;
+  }
+  const int64_t P = skinny ? rows : quantized(rows);
   bf16 *A = cpu::scratch_bf16<0>(P * H), *hb = cpu::scratch_bf16<1>(P * I2), *ab = cpu::scratch_bf16<2>(P * I);
   bf16* yb = P == rows ? y : cpu::scratch_bf16<3>(P * H);  // padded rows must not reach y
   gather_rows(xp, r, row0, rows, H, A);
@@ -168,8 +186,9 @@ void forward(const at::Tensor& x, const Routing& r, const at::Tensor& weights, c
     const Task t = tasks[i];
     if constexpr (std::is_same_v<T, bf16>) {
       if (bf16_gemm) {
+        const bool then = i + 1 < static_cast<int64_t>(tasks.size()) && tasks[i + 1].e != t.e;
         forward_task_bf16(xp, gup + t.e * I2 * H, dnp + t.e * H * I, r, t.row0, t.rows, H, I, h_keep,
-                          reinterpret_cast<bf16*>(yp) + t.row0 * H);
+                          reinterpret_cast<bf16*>(yp) + t.row0 * H, then ? gup + tasks[i + 1].e * I2 * H : nullptr);
         return;
       }
     }

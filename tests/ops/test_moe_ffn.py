@@ -2,16 +2,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.conftest import BF16_VIA_FP32
+from tests.conftest import BF16_VIA_FP32, BF16_WITHOUT_AMX
 from yilightning import _ext
 from yilightning.ops import grouped_gemm, moe_ffn, route
 
 needs_ext = pytest.mark.skipif(_ext.module is None, reason=f"extension not loaded: {_ext.load_error}")
-# T, H, E, k, I: empty input, one token (most experts empty), E=1, k=E, odd sizes, and experts
-# with more than 256 rows (the kernel splits them into several tasks) or more than 1024 (bf16
-# backward's weight gradients then sum over several chunks).
+# T, H, E, k, I: empty input, one token (most experts empty), E=1, k=E, odd sizes, experts with
+# more than 256 rows (the kernel splits them into several tasks) or more than 1024 (bf16
+# backward's weight gradients then sum over several chunks), and H and I in 32s (the sizes the
+# AMX tiles take: experts of 16-63 rows, and of more than 256).
 SHAPES = [(0, 8, 4, 2, 3), (1, 7, 16, 2, 5), (97, 33, 16, 4, 9), (50, 8, 1, 1, 4), (40, 16, 6, 6, 3),
-          (700, 64, 3, 2, 40), (1100, 16, 2, 2, 8)]
+          (700, 64, 3, 2, 40), (1100, 16, 2, 2, 8), (150, 64, 8, 2, 32), (700, 96, 3, 2, 64)]
+BF16_PATHS = [torch.bfloat16, BF16_VIA_FP32, BF16_WITHOUT_AMX]
 
 
 def problem(T, H, E, k, I, device, dtype=torch.float32, seed=0):
@@ -33,7 +35,7 @@ def reference(x, indices, weights, w_gu, w_dn, dtype=torch.float32):
     return (y * weights.unsqueeze(-1)).sum(1)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, BF16_VIA_FP32])
+@pytest.mark.parametrize("dtype", [torch.float32, *BF16_PATHS])
 @pytest.mark.parametrize("T,H,E,k,I", SHAPES)
 def test_inference_matches_reference(device, cpu_gemm, resolve_dtype, T, H, E, k, I, dtype):
     dtype = resolve_dtype(dtype)
@@ -47,7 +49,7 @@ def test_inference_matches_reference(device, cpu_gemm, resolve_dtype, T, H, E, k
     torch.testing.assert_close(out.float(), ref, rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, BF16_VIA_FP32])
+@pytest.mark.parametrize("dtype", [torch.float32, *BF16_PATHS])
 @pytest.mark.parametrize("T,H,E,k,I", SHAPES)
 def test_gradients_match_reference(device, cpu_gemm, resolve_dtype, T, H, E, k, I, dtype):
     dtype = resolve_dtype(dtype)
@@ -67,11 +69,11 @@ def test_gradients_match_reference(device, cpu_gemm, resolve_dtype, T, H, E, k, 
             assert (a.grad.float() - b.grad).norm() <= 2e-2 * b.grad.norm() + 1e-6, name
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, BF16_VIA_FP32])
+@pytest.mark.parametrize("dtype", BF16_PATHS)
 @pytest.mark.parametrize("T,H,E,k,I", SHAPES[1:])
 def test_bf16_within_twice_pytorch_bf16_error(resolve_dtype, T, H, E, k, I, dtype):
-    """The output and every gradient in bf16 (bf16 GEMMs or the fp32 conversion) stay within 2x
-    the error of the same layer computed by PyTorch in bf16."""
+    """The output and every gradient in bf16 (AMX tiles, oneDNN's bf16 GEMMs or the fp32
+    conversion) stay within 2x the error of the same layer computed by PyTorch in bf16."""
     x, indices, weights, w_gu, w_dn = problem(T, H, E, k, I, "cpu", resolve_dtype(dtype))
     grad = torch.randn(T, H, generator=torch.Generator().manual_seed(5)).bfloat16()
     runs = {}
