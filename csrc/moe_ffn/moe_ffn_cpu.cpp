@@ -8,8 +8,9 @@
 // runs the GEMMs (single-threaded, tasks in parallel) and SwiGLU in per-thread scratch, and
 // writes its output rows once into a workspace the calling thread keeps between calls; a last
 // pass sums each token's k rows in slot order, as unpermute does (deterministic).
-// Forward tasks are (expert, chunk of <= kChunk rows); backward tasks are whole experts, so
-// each expert's weight gradient has one writer (deterministic, no atomics).
+// Forward tasks are (expert, chunk of <= kChunk rows; up to kChunkBf16 with bf16 GEMMs);
+// backward tasks are whole experts, so each expert's weight gradient has one writer
+// (deterministic, no atomics).
 // bf16 inputs on a CPU with bf16 units (cpu::native_bf16) multiply as bf16 (oneDNN, products
 // rounded to bf16 as torch.mm in bf16 does: 3x faster on a Zen 5 core); elsewhere the tiles and
 // each expert's weights are converted to fp32 first. Activations and sums stay fp32 either way.
@@ -40,11 +41,14 @@ namespace yl::moe_ffn {
 namespace {
 
 constexpr int64_t kChunk = 256;                              // rows per GEMM tile at most
-// Backward's rows per chunk with bf16 GEMMs: an expert of up to this many rows is one chunk, its
+// Rows per chunk with bf16 GEMMs. Backward: an expert of up to this many rows is one chunk, its
 // weight gradients written by one GEMM each straight into the bf16 outputs. In chunks, each
 // chunk's [I2, H] and [H, I] products go through fp32 accumulators (about 10 bytes of traffic per
 // weight a chunk): with 256-row chunks that made the coarse layer's bf16 backward 13% slower than
-// the composed torch._grouped_mm on a 2-core Xeon with AMX.
+// the composed torch._grouped_mm on a 2-core Xeon with AMX. Forward: up to this many rows while
+// every thread still gets two tasks; each chunk lays its expert's weight out again (AMX) or pays
+// oneDNN's set-up, so fewer chunks: coarse bf16 forward on that Xeon 47.4 -> 45.5 ms (AMX) and
+// 63.2 -> 55.9 ms (oneDNN), fine 29.8 -> 28.6 ms, against 256-row chunks.
 constexpr int64_t kChunkBf16 = 1024;
 constexpr int64_t kKeptWorkspaceBytes = int64_t(512) << 20;  // larger workspaces are not kept
 
@@ -168,16 +172,18 @@ template <typename T>
 void forward(const at::Tensor& x, const Routing& r, const at::Tensor& weights, const at::Tensor& wgu,
              const at::Tensor& wd, int64_t k, float* h_keep, at::Tensor& out) {
   const int64_t T_ = x.size(0), H = x.size(1), E = wgu.size(0), I2 = wgu.size(1), I = I2 / 2, S = T_ * k;
+  const bool bf16_gemm = std::is_same_v<T, bf16> && cpu::native_bf16();
+  const int64_t chunk =
+      bf16_gemm ? std::clamp<int64_t>(S / (2 * at::get_num_threads()), kChunk, kChunkBf16) : kChunk;
   struct Task { int64_t e, row0, rows; };
   std::vector<Task> tasks;
   for (int64_t e = 0; e < E; ++e) {
     const int64_t n = r.offsets[e + 1] - r.offsets[e];
     if (n == 0) continue;
-    const int64_t chunks = (n + kChunk - 1) / kChunk, size = (n + chunks - 1) / chunks;
+    const int64_t chunks = (n + chunk - 1) / chunk, size = (n + chunks - 1) / chunks;
     for (int64_t row = r.offsets[e]; row < r.offsets[e + 1]; row += size)
       tasks.push_back({e, row, std::min(size, r.offsets[e + 1] - row)});
   }
-  const bool bf16_gemm = std::is_same_v<T, bf16> && cpu::native_bf16();
   // output rows in sorted order: bf16 rows when the GEMMs run in bf16 (half the traffic), else fp32
   const at::Tensor ws = workspace(bf16_gemm ? (S * H + 1) / 2 : S * H);
   float* yp = ws.mutable_data_ptr<float>();
