@@ -131,9 +131,10 @@ void zero_rows(bf16* m, int64_t rows, int64_t padded, int64_t cols) {
   std::fill(m + rows * cols, m + padded * cols, bf16(0.f));
 }
 
-// One forward task with bf16 GEMMs (cpu::native_bf16): the products round to bf16 as torch.mm
-// does in bf16, SwiGLU runs in fp32; y (bf16 [rows, H]) receives the expert's output rows.
-// then_wgu: the gate/up weight of the thread's next task (its first rows are read in early), or null.
+// One forward task with bf16 GEMMs (cpu::native_bf16): on AMX tiles where they fit (fp32
+// products), else through oneDNN (the products rounded to bf16 as torch.mm in bf16 rounds them);
+// SwiGLU runs in fp32; y (bf16 [rows, H]) receives the expert's output rows. then_wgu: the
+// gate/up weight of the thread's next task (its first rows are read in early), or null.
 void forward_task_bf16(const bf16* xp, const bf16* wgu, const bf16* wd, const Routing& r, int64_t row0,
                        int64_t rows, int64_t H, int64_t I, float* h_keep, bf16* y, const bf16* then_wgu) {
   const int64_t I2 = 2 * I;
@@ -194,7 +195,8 @@ void forward(const at::Tensor& x, const Routing& r, const at::Tensor& weights, c
       if (bf16_gemm) {
         const bool then = i + 1 < static_cast<int64_t>(tasks.size()) && tasks[i + 1].e != t.e;
         forward_task_bf16(xp, gup + t.e * I2 * H, dnp + t.e * H * I, r, t.row0, t.rows, H, I, h_keep,
-                          reinterpret_cast<bf16*>(yp) + t.row0 * H, then ? gup + tasks[i + 1].e * I2 * H : nullptr);
+                          reinterpret_cast<bf16*>(yp) + t.row0 * H,
+                          then ? gup + tasks[i + 1].e * I2 * H : nullptr);
         return;
       }
     }
