@@ -8,9 +8,10 @@
 // most kCachedBytes, the blocks freed longest ago going back to the OS first. Blocks from
 // kHugeBytes up are 2 MiB-aligned with transparent huge pages advised (THP "madvise" mode, the
 // usual default: 512x fewer faults); elsewhere (THP off, other OSes) the advice is a no-op and
-// the cache still saves the faults. Caching from 256 KiB rather than from 32 MiB (the activations, their gradients and
-// the attention outputs of a tiny-preset training step are 0.5-8 MiB) made that step 3-10%
-// faster on a 2-core Xeon (median of 14 alternated steps: 730 -> 657 ms).
+// the cache still saves the faults. Caching from 256 KiB rather than from 32 MiB (the
+// activations, their gradients and the attention outputs of a tiny-preset training step are
+// 0.5-8 MiB) made that step 3-10% faster on a 2-core Xeon (median of 14 alternated steps:
+// 730 -> 657 ms).
 #pragma once
 #include <ATen/ATen.h>
 

@@ -131,6 +131,13 @@ void zero_rows(bf16* m, int64_t rows, int64_t padded, int64_t cols) {
   std::fill(m + rows * cols, m + padded * cols, bf16(0.f));
 }
 
+// ab (bf16 [rows, I]) = SwiGLU of the fp32 pre-activations h [rows, 2I], computed in fp32.
+void swiglu_to_bf16(const float* h, int64_t rows, int64_t I, bf16* ab) {
+  float* a = cpu::scratch<4>(rows * I);
+  for (int64_t j = 0; j < rows; ++j) swiglu::forward_f32(h + j * 2 * I, h + j * 2 * I + I, a + j * I, I);
+  cpu::from_f32(a, ab, rows * I);
+}
+
 // One forward task with bf16 GEMMs (cpu::native_bf16): on AMX tiles where they fit (fp32
 // products), else through oneDNN (the products rounded to bf16 as torch.mm in bf16 rounds them);
 // SwiGLU runs in fp32; y (bf16 [rows, H]) receives the expert's output rows. then_wgu: the
@@ -138,17 +145,15 @@ void zero_rows(bf16* m, int64_t rows, int64_t padded, int64_t cols) {
 void forward_task_bf16(const bf16* xp, const bf16* wgu, const bf16* wd, const Routing& r, int64_t row0,
                        int64_t rows, int64_t H, int64_t I, float* h_keep, bf16* y, const bf16* then_wgu) {
   const int64_t I2 = 2 * I;
+  float* h = h_keep ? h_keep + row0 * I2 : cpu::scratch<2>(rows * I2);  // the fp32 pre-activations
   // a decode step's few rows go to the skinny kernel, exactly (no JIT there)
   const bool skinny = cpu::use_skinny(rows, true);
   if (!skinny && cpu::amx_enabled() && cpu::amx_fits(I2, H) && cpu::amx_fits(H, I)) {
     // AMX tiles (no row rounding needed; no oneDNN set-up per call): the token rows are read
     // where they are, and the pre-activations stay fp32 (not rounded to bf16 on the way).
-    float* h = h_keep ? h_keep + row0 * I2 : cpu::scratch<2>(rows * I2);
     cpu::amx_gemm_bf16_nt({xp, H, rows, r.token.data() + row0}, I2, H, wgu, H, h, I2, wd, H, I);
-    float* a = cpu::scratch<4>(rows * I);
-    for (int64_t j = 0; j < rows; ++j) swiglu::forward_f32(h + j * I2, h + j * I2 + I, a + j * I, I);
     bf16* ab = cpu::scratch_bf16<2>(rows * I);
-    cpu::from_f32(a, ab, rows * I);
+    swiglu_to_bf16(h, rows, I, ab);
     cpu::amx_gemm_bf16_nt({ab, I, rows}, H, I, wd, I, y, H, then_wgu, I2, H);
     return;
   }
@@ -158,11 +163,8 @@ void forward_task_bf16(const bf16* xp, const bf16* wgu, const bf16* wd, const Ro
   gather_rows(xp, r, row0, rows, H, A);
   zero_rows(A, rows, P, H);
   cpu::gemm_bf16(false, true, P, I2, H, A, H, wgu, H, hb, I2);
-  float* h = h_keep ? h_keep + row0 * I2 : cpu::scratch<2>(rows * I2);
   cpu::to_f32(hb, h, rows * I2);
-  float* a = cpu::scratch<4>(rows * I);
-  for (int64_t j = 0; j < rows; ++j) swiglu::forward_f32(h + j * I2, h + j * I2 + I, a + j * I, I);
-  cpu::from_f32(a, ab, rows * I);
+  swiglu_to_bf16(h, rows, I, ab);
   zero_rows(ab, rows, P, I);
   cpu::gemm_bf16(false, true, P, H, I, ab, I, wd, I, yb, H);
   if (yb != y) std::copy(yb, yb + rows * H, y);
