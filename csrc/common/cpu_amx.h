@@ -28,9 +28,9 @@ struct BfRows {
 // C [a.rows, n] = A [a.rows, k] @ W [n, k]^T, bf16 operands (row-major, leading dimensions in
 // elements), fp32 accumulation, C fp32 or bf16 (rounded once, from the fp32 sums), on the
 // calling thread. Requires amx_enabled() and amx_fits(n, k). A is copied into tile order (16-row
-// tiles of 1 KiB; rows past a.rows up to a multiple of 16 zero); W is laid out for the tiles
-// (pairs of k interleaved per column) 32 columns at a time, the next 32 rows read in while a
-// panel computes. then_w (optional, [then_n, then_k] row-major, contiguous): the W of the calling
+// tiles of 1 KiB; rows past a.rows up to a multiple of 16 zero) in parts of at most 1 MiB, which
+// stay in L2 while W passes; W is laid out for the tiles (pairs of k interleaved per column) 32
+// columns at a time, again for each part, the next 32 rows read in while a panel computes. then_w (optional, [then_n, then_k] row-major, contiguous): the W of the calling
 // thread's next product, whose first rows are read in during this one's last panel.
 void amx_gemm_bf16_nt(const BfRows& a, int64_t n, int64_t k, const c10::BFloat16* w, int64_t ldw, float* c,
                       int64_t ldc, const c10::BFloat16* then_w = nullptr, int64_t then_n = 0, int64_t then_k = 0);

@@ -131,6 +131,18 @@ def test_gradients_of_large_experts():
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-4, msg=name)
 
 
+@pytest.mark.parametrize("dtype", BF16_PATHS)
+def test_bf16_forward_of_tasks_larger_than_l2(resolve_dtype, dtype):
+    # 4000 rows of one expert: tasks of 1000 rows, whose A operands (2 MiB at depth H=1024, 1.1 MiB
+    # at depth I=576) the AMX kernel multiplies in two parts each, each part under 1 MiB
+    x, indices, weights, w_gu, w_dn = problem(4000, 1024, 1, 1, 576, "cpu", resolve_dtype(dtype))
+    with torch.no_grad():
+        out, _ = moe_ffn(x, indices, weights, w_gu, w_dn)
+    gate, up = (x.float() @ w_gu[0].float().t()).chunk(2, dim=-1)
+    ref = (F.silu(gate) * up) @ w_dn[0].float().t() * weights.float()
+    assert (out.float() - ref).norm() <= 1e-2 * ref.norm()
+
+
 @needs_ext
 def test_gradients_are_deterministic_across_thread_counts():
     args = problem(300, 32, 8, 3, 24, "cpu", seed=3)
