@@ -6,7 +6,9 @@
 Peers in the same process on the same weights, their calls alternated (medians of 3 each on
 the CPU: timing.timed_alternating): Hugging Face transformers' ``Qwen3MoeSparseMoeBlock`` with
 experts_implementation "eager" (a loop over experts) and "grouped_mm", and
-``torch._grouped_mm`` as the expert GEMM behind our routing/permutation.
+``torch._grouped_mm`` as the expert GEMM behind our routing/permutation. On a CPU with AMX the
+bf16 forward has one more row: ours with the experts kept laid out for the tiles
+(``MoE.pack_for_inference``), as inference would run.
 GFLOP/s counts the expert GEMMs (6*T*k*H*I forward, 3x that forward+backward); "% sgemm" is
 against a 2048^3 fp32 ``torch.mm`` timed in the same alternation as the group's calls (its own
 row), so a shared machine's drift moves both alike: measured once at the start, the base of a
@@ -94,6 +96,10 @@ def main() -> None:
             ours = MoE.from_hf(eager)
             impls = {"HF eager": eager, "HF grouped_mm": hf_block(c, "grouped_mm", dtype, dev),
                      "torch._grouped_mm": torch_grouped_mm(ours), "yilightning": ours}
+            # inference with the experts kept laid out for AMX tiles (MoE.pack_for_inference),
+            # where the CPU has them: a forward-only row
+            packed = MoE.from_hf(eager) if dtype == torch.bfloat16 else None
+            packed = packed if packed is not None and packed.pack_for_inference() else None
             x = torch.randn(1, c["T"], c["H"], device=dev, dtype=dtype)  # HF blocks want [B, S, H]
             flops = 6 * c["T"] * c["k"] * c["H"] * c["I"]
             for mode in ("fwd", "fwd+bwd"):
@@ -106,12 +112,15 @@ def main() -> None:
                             if mode == "fwd+bwd":
                                 out.float().square().mean().backward()
                     return run
+                run = dict(impls)
+                if packed is not None and mode == "fwd":
+                    run["yilightning, packed experts"] = packed
                 *secs, sgemm_sec = timed_alternating(
-                    [step(label, module) for label, module in impls.items()] + [lambda: sa @ sb], dev, reps)
+                    [step(label, module) for label, module in run.items()] + [lambda: sa @ sb], dev, reps)
                 peak = sgemm_flops / sgemm_sec / 1e9
                 print(f"| {name} | {str(dtype)[6:]} | {mode} | fp32 sgemm 2048^3 (the % sgemm base) | "
                       f"{sgemm_sec * 1e3:.1f} | {peak:.1f} | 100% | |")
-                for label, sec in zip(impls, secs):
+                for label, sec in zip(run, secs):
                     gf = flops * (3 if mode == "fwd+bwd" else 1) / sec / 1e9
                     print(f"| {name} | {str(dtype)[6:]} | {mode} | {label} | {sec * 1e3:.1f} | {gf:.1f} | "
                           f"{100 * gf / peak:.0f}% | {secs[0] / sec:.2f}x |", flush=True)

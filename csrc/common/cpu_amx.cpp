@@ -95,6 +95,19 @@ void store_rows(const float* cb, int64_t m, c10::BFloat16* c, int64_t ldc) {
   }
 }
 
+// The cache lines of W's panel at columns [n0, n0 + 32): `rows` runs of `per_row` lines, `stride`
+// bytes apart (plain W: its rows; packed: one contiguous run). None past n or without W.
+struct Lines {
+  const char* base = nullptr;
+  int64_t rows = 0, stride = 0, per_row = 0;
+};
+Lines panel_lines(const BfWeight& w, int64_t n, int64_t k, int64_t n0) {
+  if (w.data == nullptr || n0 >= n) return {};
+  if (w.packed) return {reinterpret_cast<const char*>(w.data + n0 * k), 1, 0, k * 32 * 2 / 64};
+  return {reinterpret_cast<const char*>(w.data + n0 * w.ld), std::min<int64_t>(32, n - n0), w.ld * 2,
+          (k * 2 + 63) / 64};
+}
+
 // Depth blocks (of 32) per pass over the m blocks: the pass's 8 x 2 B tiles (16 KiB) stay in L1
 // while every m block uses them, and only A comes from L2.
 constexpr int64_t kDepthBlocks = 8;
@@ -109,22 +122,24 @@ constexpr int64_t kRowBlockBytes = int64_t(1) << 20;
 
 // C = A @ W^T for rows of A whose tile copy fits kRowBlockBytes, under a loaded tile config.
 template <typename Out>
-void gemm_rows(const BfRows& a, int64_t n, int64_t k, const c10::BFloat16* w, int64_t ldw, Out* c, int64_t ldc,
-               const c10::BFloat16* then_w, int64_t then_n, int64_t then_k) {
+void gemm_rows(const BfRows& a, int64_t n, int64_t k, const BfWeight& w, Out* c, int64_t ldc, const BfWeight& then,
+               int64_t then_n, int64_t then_k) {
   const int64_t m = (a.rows + 15) / 16 * 16, blocks = k / 32, m_blocks = (m + 31) / 32;
-  uint32_t* pw = reinterpret_cast<uint32_t*>(scratch<15>(blocks * 512));
+  uint32_t* laid_out = w.packed ? nullptr : reinterpret_cast<uint32_t*>(scratch<15>(blocks * 512));
   auto* pa = reinterpret_cast<c10::BFloat16*>(scratch<13>(m * k / 2));
   float* cb = scratch<14>(m * 32);  // the panel's fp32 sums between passes, rows of 32
   pack_a(a, m, blocks, pa);
   for (int64_t n0 = 0; n0 < n; n0 += 32) {
-    pack_w(w, ldw, n0, k, pw);
-    // The next panel's rows of W (after the last, then_w's first) are read in while this one
-    // computes, a few lines a depth step: W comes from memory, and packing it at the memory's
-    // latency took 18% of the fine MoE layer's bf16 forward under perf (9% with this).
-    const bool last = n0 + 32 >= n;
-    const c10::BFloat16* next = last ? then_w : w + (n0 + 32) * ldw;
-    const int64_t next_ld = last ? then_k : ldw, row_lines = (next_ld * 2 + 63) / 64;
-    const int64_t lines = next == nullptr ? 0 : std::min<int64_t>(32, last ? then_n : n - n0 - 32) * row_lines;
+    const uint32_t* pw = laid_out;
+    if (w.packed)
+      pw = reinterpret_cast<const uint32_t*>(w.data + n0 * k);
+    else
+      pack_w(w.data, w.ld, n0, k, laid_out);
+    // The next panel of W (after the last, then's first) is read in while this one computes, a
+    // few lines a depth step: W comes from memory, and laying it out at the memory's latency
+    // took 18% of the fine MoE layer's bf16 forward under perf (9% with this).
+    const Lines next = n0 + 32 < n ? panel_lines(w, n, k, n0 + 32) : panel_lines(then, then_n, then_k, 0);
+    const int64_t lines = next.rows * next.per_row;
     const int64_t per_step = (lines + m_blocks * blocks - 1) / (m_blocks * blocks);
     int64_t line = 0;
     for (int64_t p0 = 0; p0 < blocks; p0 += kDepthBlocks) {
@@ -148,8 +163,7 @@ void gemm_rows(const BfRows& a, int64_t n, int64_t k, const c10::BFloat16* w, in
         }
         for (int64_t p = p0; p < p1; ++p) {
           for (int64_t q = 0; q < per_step && line < lines; ++q, ++line)
-            _mm_prefetch(reinterpret_cast<const char*>(next + line / row_lines * next_ld) + line % row_lines * 64,
-                         _MM_HINT_T0);
+            _mm_prefetch(next.base + line / next.per_row * next.stride + line % next.per_row * 64, _MM_HINT_T0);
           _tile_loadd(4, a0 + p * 512, 64);
           _tile_loadd(6, pw + p * 512, 64);
           _tile_dpbf16ps(0, 4, 6);
@@ -174,8 +188,8 @@ void gemm_rows(const BfRows& a, int64_t n, int64_t k, const c10::BFloat16* w, in
 }
 
 template <typename Out>
-void gemm(const BfRows& a, int64_t n, int64_t k, const c10::BFloat16* w, int64_t ldw, Out* c, int64_t ldc,
-          const c10::BFloat16* then_w, int64_t then_n, int64_t then_k) {
+void gemm(const BfRows& a, int64_t n, int64_t k, const BfWeight& w, Out* c, int64_t ldc, const BfWeight& then,
+          int64_t then_n, int64_t then_k) {
   TORCH_CHECK(amx_enabled() && amx_fits(n, k), "amx_gemm_bf16_nt: needs AMX, n and k in 32s; got n=", n, ", k=", k);
   if (a.rows <= 0) return;
   static const TileConfig config;
@@ -187,31 +201,39 @@ void gemm(const BfRows& a, int64_t n, int64_t k, const c10::BFloat16* w, int64_t
     const bool last = r0 + size >= a.rows;  // before the last part, W's own first rows come next
     const BfRows part{a.index ? a.data : a.data + r0 * a.ld, a.ld, std::min(size, a.rows - r0),
                       a.index ? a.index + r0 : nullptr};
-    gemm_rows(part, n, k, w, ldw, c + r0 * ldc, ldc, last ? then_w : w, last ? then_n : n, last ? then_k : ldw);
+    gemm_rows(part, n, k, w, c + r0 * ldc, ldc, last ? then : w, last ? then_n : n, last ? then_k : k);
   }
   _tile_release();  // the tile state back to its initial one (oneDNN configures its own)
 }
 
 }  // namespace
 
-void amx_gemm_bf16_nt(const BfRows& a, int64_t n, int64_t k, const c10::BFloat16* w, int64_t ldw, float* c,
-                      int64_t ldc, const c10::BFloat16* then_w, int64_t then_n, int64_t then_k) {
-  gemm(a, n, k, w, ldw, c, ldc, then_w, then_n, then_k);
+void amx_pack_b(const c10::BFloat16* w, int64_t ldw, int64_t n, int64_t k, c10::BFloat16* dst) {
+  TORCH_CHECK(amx_enabled() && amx_fits(n, k), "amx_pack_b: needs AMX, n and k in 32s; got n=", n, ", k=", k);
+  for (int64_t n0 = 0; n0 < n; n0 += 32) pack_w(w, ldw, n0, k, reinterpret_cast<uint32_t*>(dst + n0 * k));
 }
 
-void amx_gemm_bf16_nt(const BfRows& a, int64_t n, int64_t k, const c10::BFloat16* w, int64_t ldw,
-                      c10::BFloat16* c, int64_t ldc, const c10::BFloat16* then_w, int64_t then_n, int64_t then_k) {
-  gemm(a, n, k, w, ldw, c, ldc, then_w, then_n, then_k);
+void amx_gemm_bf16_nt(const BfRows& a, int64_t n, int64_t k, const BfWeight& w, float* c, int64_t ldc,
+                      const BfWeight& then, int64_t then_n, int64_t then_k) {
+  gemm(a, n, k, w, c, ldc, then, then_n, then_k);
+}
+
+void amx_gemm_bf16_nt(const BfRows& a, int64_t n, int64_t k, const BfWeight& w, c10::BFloat16* c, int64_t ldc,
+                      const BfWeight& then, int64_t then_n, int64_t then_k) {
+  gemm(a, n, k, w, c, ldc, then, then_n, then_k);
 }
 
 #pragma GCC pop_options
 #else
-void amx_gemm_bf16_nt(const BfRows&, int64_t, int64_t, const c10::BFloat16*, int64_t, float*, int64_t,
-                      const c10::BFloat16*, int64_t, int64_t) {
+void amx_pack_b(const c10::BFloat16*, int64_t, int64_t, int64_t, c10::BFloat16*) {
+  TORCH_CHECK(false, "amx_pack_b: AMX needs an x86-64 Linux build with GCC");
+}
+void amx_gemm_bf16_nt(const BfRows&, int64_t, int64_t, const BfWeight&, float*, int64_t, const BfWeight&, int64_t,
+                      int64_t) {
   TORCH_CHECK(false, "amx_gemm_bf16_nt: AMX needs an x86-64 Linux build with GCC");
 }
-void amx_gemm_bf16_nt(const BfRows&, int64_t, int64_t, const c10::BFloat16*, int64_t, c10::BFloat16*, int64_t,
-                      const c10::BFloat16*, int64_t, int64_t) {
+void amx_gemm_bf16_nt(const BfRows&, int64_t, int64_t, const BfWeight&, c10::BFloat16*, int64_t, const BfWeight&,
+                      int64_t, int64_t) {
   TORCH_CHECK(false, "amx_gemm_bf16_nt: AMX needs an x86-64 Linux build with GCC");
 }
 #endif

@@ -22,6 +22,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <optional>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -138,12 +140,25 @@ void swiglu_to_bf16(const float* h, int64_t rows, int64_t I, bf16* ab) {
   cpu::from_f32(a, ab, rows * I);
 }
 
+// The experts' weights laid out for the AMX tiles by pack_experts (inference), both bf16.
+struct Tiles {
+  at::Tensor gate_up, down;
+};
+
+// One expert's weights for a forward task: plain rows, and (for inference, or null) the same
+// laid out for the AMX tiles by pack_experts.
+struct ExpertWeights {
+  const bf16 *gate_up = nullptr, *down = nullptr, *gate_up_tiles = nullptr, *down_tiles = nullptr;
+  cpu::BfWeight amx_gate_up(int64_t H) const { return gate_up_tiles ? cpu::BfWeight{gate_up_tiles, 0, true} : cpu::BfWeight{gate_up, H}; }
+  cpu::BfWeight amx_down(int64_t I) const { return down_tiles ? cpu::BfWeight{down_tiles, 0, true} : cpu::BfWeight{down, I}; }
+};
+
 // One forward task with bf16 GEMMs (cpu::native_bf16): on AMX tiles where they fit (fp32
 // products), else through oneDNN (the products rounded to bf16 as torch.mm in bf16 rounds them);
-// SwiGLU runs in fp32; y (bf16 [rows, H]) receives the expert's output rows. then_wgu: the
-// gate/up weight of the thread's next task (its first rows are read in early), or null.
-void forward_task_bf16(const bf16* xp, const bf16* wgu, const bf16* wd, const Routing& r, int64_t row0,
-                       int64_t rows, int64_t H, int64_t I, float* h_keep, bf16* y, const bf16* then_wgu) {
+// SwiGLU runs in fp32; y (bf16 [rows, H]) receives the expert's output rows. then: the weights
+// of the thread's next task (their first columns are read in early; gate_up null: none).
+void forward_task_bf16(const bf16* xp, const ExpertWeights& w, const Routing& r, int64_t row0, int64_t rows,
+                       int64_t H, int64_t I, float* h_keep, bf16* y, const ExpertWeights& then) {
   const int64_t I2 = 2 * I;
   float* h = h_keep ? h_keep + row0 * I2 : cpu::scratch<2>(rows * I2);  // the fp32 pre-activations
   // a decode step's few rows go to the skinny kernel, exactly (no JIT there)
@@ -151,12 +166,15 @@ void forward_task_bf16(const bf16* xp, const bf16* wgu, const bf16* wd, const Ro
   if (!skinny && cpu::amx_enabled() && cpu::amx_fits(I2, H) && cpu::amx_fits(H, I)) {
     // AMX tiles (no row rounding needed; no oneDNN set-up per call): the token rows are read
     // where they are, and the pre-activations stay fp32 (not rounded to bf16 on the way).
-    cpu::amx_gemm_bf16_nt({xp, H, rows, r.token.data() + row0}, I2, H, wgu, H, h, I2, wd, H, I);
+    cpu::amx_gemm_bf16_nt({xp, H, rows, r.token.data() + row0}, I2, H, w.amx_gate_up(H), h, I2, w.amx_down(I), H,
+                          I);
     bf16* ab = cpu::scratch_bf16<2>(rows * I);
     swiglu_to_bf16(h, rows, I, ab);
-    cpu::amx_gemm_bf16_nt({ab, I, rows}, H, I, wd, I, y, H, then_wgu, I2, H);
+    const cpu::BfWeight next = then.gate_up ? then.amx_gate_up(H) : cpu::BfWeight{};
+    cpu::amx_gemm_bf16_nt({ab, I, rows}, H, I, w.amx_down(I), y, H, next, I2, H);
     return;
   }
+  const bf16 *wgu = w.gate_up, *wd = w.down;
   const int64_t P = skinny ? rows : quantized(rows);
   bf16 *A = cpu::scratch_bf16<0>(P * H), *hb = cpu::scratch_bf16<1>(P * I2), *ab = cpu::scratch_bf16<2>(P * I);
   bf16* yb = P == rows ? y : cpu::scratch_bf16<3>(P * H);  // padded rows must not reach y
@@ -173,7 +191,7 @@ void forward_task_bf16(const bf16* xp, const bf16* wgu, const bf16* wd, const Ro
 // Forward for both entry points; h_keep (fp32 [S, 2I], or null) receives the pre-activations.
 template <typename T>
 void forward(const at::Tensor& x, const Routing& r, const at::Tensor& weights, const at::Tensor& wgu,
-             const at::Tensor& wd, int64_t k, float* h_keep, at::Tensor& out) {
+             const at::Tensor& wd, int64_t k, float* h_keep, at::Tensor& out, const Tiles* tiles = nullptr) {
   const int64_t T_ = x.size(0), H = x.size(1), E = wgu.size(0), I2 = wgu.size(1), I = I2 / 2, S = T_ * k;
   const bool bf16_gemm = std::is_same_v<T, bf16> && cpu::native_bf16();
   const int64_t chunk =
@@ -195,10 +213,15 @@ void forward(const at::Tensor& x, const Routing& r, const at::Tensor& weights, c
     const Task t = tasks[i];
     if constexpr (std::is_same_v<T, bf16>) {
       if (bf16_gemm) {
+        const bf16 *gu_tiles = tiles ? tiles->gate_up.const_data_ptr<bf16>() : nullptr,
+                   *dn_tiles = tiles ? tiles->down.const_data_ptr<bf16>() : nullptr;
+        const auto expert = [&](int64_t e) {
+          return ExpertWeights{gup + e * I2 * H, dnp + e * H * I, gu_tiles ? gu_tiles + e * I2 * H : nullptr,
+                               dn_tiles ? dn_tiles + e * H * I : nullptr};
+        };
         const bool then = i + 1 < static_cast<int64_t>(tasks.size()) && tasks[i + 1].e != t.e;
-        forward_task_bf16(xp, gup + t.e * I2 * H, dnp + t.e * H * I, r, t.row0, t.rows, H, I, h_keep,
-                          reinterpret_cast<bf16*>(yp) + t.row0 * H,
-                          then ? gup + tasks[i + 1].e * I2 * H : nullptr);
+        forward_task_bf16(xp, expert(t.e), r, t.row0, t.rows, H, I, h_keep, reinterpret_cast<bf16*>(yp) + t.row0 * H,
+                          then ? expert(tasks[i + 1].e) : ExpertWeights{});
         return;
       }
     }
@@ -239,16 +262,61 @@ Inputs prepare(const at::Tensor& x, const at::Tensor& indices, const at::Tensor&
   return {x.contiguous(), indices.contiguous(), weights.contiguous(), wgu.contiguous(), wd.contiguous()};
 }
 
+// The tile shape pack_experts gives a [E, N, K] weight: N / 32 panels of K / 32 depth blocks of two
+// 16 x 32 tiles.
+std::vector<int64_t> tile_shape(int64_t E, int64_t N, int64_t K) { return {E, N / 32, K / 32, 2, 16, 32}; }
+
+at::Tensor pack_experts_cpu(const at::Tensor& w_in) {
+  TORCH_CHECK(w_in.device().is_cpu() && w_in.scalar_type() == at::kBFloat16 && w_in.dim() == 3,
+              "pack_experts: w must be a bfloat16 CPU tensor [E, N, K], got ", w_in.scalar_type(), " ", w_in.sizes(),
+              " on ", w_in.device());
+  TORCH_CHECK(cpu::amx_enabled(), "pack_experts: the tile layout is for CPUs with AMX (Sapphire Rapids and later; ",
+              "`yilightning doctor` shows cpu_amx), and this one has none or YL_CPU_AMX=0");
+  const int64_t E = w_in.size(0), N = w_in.size(1), K = w_in.size(2);
+  TORCH_CHECK(cpu::amx_fits(N, K), "pack_experts: N and K must be multiples of 32, got [", E, ", ", N, ", ", K, "]");
+  const at::Tensor w = w_in.contiguous();
+  at::Tensor out = at::empty(tile_shape(E, N, K), w.options());
+  const bf16* src = w.const_data_ptr<bf16>();
+  bf16* dst = out.mutable_data_ptr<bf16>();
+  at::parallel_for(0, E, 1, [&](int64_t e0, int64_t e1) {
+    for (int64_t e = e0; e < e1; ++e) cpu::amx_pack_b(src + e * N * K, K, N, K, dst + e * N * K);
+  });
+  return out;
+}
+
+// The laid-out weights given to moe_ffn, checked against the plain ones; null where none were
+// given, or where the AMX path cannot take them (a CPU without AMX, YL_CPU_AMX=0, other dtypes):
+// then the plain weights are used, as always.
+std::optional<Tiles> check_tiles(const Inputs& in, const std::optional<at::Tensor>& gate_up,
+                                 const std::optional<at::Tensor>& down) {
+  TORCH_CHECK(gate_up.has_value() == down.has_value(),
+              "moe_ffn: give both gate_up_tiles and down_tiles (from pack_experts) or neither");
+  if (!gate_up.has_value()) return std::nullopt;
+  const int64_t E = in.wgu.size(0), I2 = in.wgu.size(1), H = in.wgu.size(2), I = I2 / 2;
+  for (const auto& [t, want, name] : {std::tuple{*gate_up, tile_shape(E, I2, H), "gate_up_tiles"},
+                                      std::tuple{*down, tile_shape(E, H, I), "down_tiles"}})
+    TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kBFloat16 && t.sizes() == at::IntArrayRef(want) &&
+                    t.is_contiguous(),
+                "moe_ffn: ", name, " must be pack_experts of the matching weight: a contiguous bfloat16 CPU tensor ",
+                at::IntArrayRef(want), ", got ", t.scalar_type(), " ", t.sizes());
+  if (in.x.scalar_type() != at::kBFloat16 || !cpu::native_bf16() || !cpu::amx_enabled()) return std::nullopt;
+  return Tiles{*gate_up, *down};
+}
+
 std::tuple<at::Tensor, at::Tensor> moe_ffn_cpu(const at::Tensor& x_in, const at::Tensor& indices_in,
                                                const at::Tensor& weights_in, const at::Tensor& w_gate_up_in,
-                                               const at::Tensor& w_down_in) {
+                                               const at::Tensor& w_down_in,
+                                               const std::optional<at::Tensor>& gate_up_tiles,
+                                               const std::optional<at::Tensor>& down_tiles) {
   const Inputs in = prepare(x_in, indices_in, weights_in, w_gate_up_in, w_down_in, "moe_ffn");
+  const std::optional<Tiles> tiles = check_tiles(in, gate_up_tiles, down_tiles);
   const at::AutoDispatchBelowADInplaceOrView no_autograd;
   const Routing r = route_rows(in.indices, in.wgu.size(0), "moe_ffn");
   at::Tensor out = cpu::empty_cached(in.x.sizes(), in.x.options());
   if (in.indices.numel() == 0 || in.x.size(1) == 0) return {out, r.group_sizes};
   YL_DISPATCH_FLOAT(in.x.scalar_type(), "moe_ffn_cpu", [&] {
-    forward<scalar_t>(in.x, r, in.weights, in.wgu, in.wd, in.indices.size(1), nullptr, out);
+    forward<scalar_t>(in.x, r, in.weights, in.wgu, in.wd, in.indices.size(1), nullptr, out,
+                      tiles ? &*tiles : nullptr);
   });
   return {out, r.group_sizes};
 }
@@ -424,6 +492,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> moe_ffn_backward_cpu(
 
 TORCH_LIBRARY_IMPL(yilightning, CPU, m) {
   m.impl("moe_ffn", &moe_ffn_cpu);
+  m.impl("pack_experts", &pack_experts_cpu);
   m.impl("moe_ffn_train", &moe_ffn_train_cpu);
   m.impl("moe_ffn_backward", &moe_ffn_backward_cpu);
 }

@@ -100,3 +100,50 @@ def test_inference_skips_the_balancing_losses():
         out = moe(torch.randn(5, 16))
     assert out.st.item() == out.ep.item() == out.pep.item() == 0.0
     assert int(out.tokens_per_expert.sum()) == 10
+
+
+def _amx() -> bool:
+    from yilightning import _ext
+    return _ext.module is not None and bool(_ext.module.build_info()["cpu_amx"])
+
+
+@pytest.mark.skipif(not _amx(), reason="the packed experts are for CPUs with AMX and the compiled extension")
+def test_pack_for_inference_follows_the_weights():
+    torch.manual_seed(0)
+    moe = MoE(64, 8, 2, 32, dtype=torch.bfloat16)
+    x = torch.randn(40, 64, dtype=torch.bfloat16)
+    with torch.no_grad():
+        plain = moe(x).hidden
+        assert moe.pack_for_inference()
+        assert torch.equal(moe(x).hidden, plain)
+        moe.w_down.mul_(2)  # an in-place change (as an optimizer step): packed again on the next call
+        doubled = moe(x).hidden
+        moe.pack_for_inference(False)
+        assert torch.equal(doubled, moe(x).hidden) and not torch.equal(doubled, plain)
+        moe.pack_for_inference()
+        moe.load_state_dict({k: v.clone() for k, v in MoE(64, 8, 2, 32, dtype=torch.bfloat16).state_dict().items()})
+        reloaded = moe(x).hidden
+        moe.pack_for_inference(False)
+        assert torch.equal(reloaded, moe(x).hidden)
+    # with autograd the training path runs on the plain weights, as always
+    moe.pack_for_inference()
+    out = moe(x.requires_grad_())
+    out.hidden.float().sum().backward()
+    assert moe.w_gate_up.grad is not None and x.grad is not None
+
+
+@pytest.mark.skipif(not _amx(), reason="the packed experts are for CPUs with AMX and the compiled extension")
+def test_pack_for_inference_under_autocast_and_where_unusable(monkeypatch):
+    moe = MoE(64, 4, 2, 32)  # fp32 weights: packed as bf16, used under bf16 autocast
+    x = torch.randn(30, 64)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        plain = moe(x).hidden
+        assert moe.pack_for_inference()
+        assert torch.equal(moe(x).hidden, plain)
+    with torch.no_grad():  # in fp32 the tiles are not used
+        fp32 = moe(x).hidden
+        moe.pack_for_inference(False)
+        assert torch.equal(fp32, moe(x).hidden)
+    assert not MoE(48, 4, 2, 32).pack_for_inference()  # H not in 32s
+    monkeypatch.setenv("YL_CPU_AMX", "0")
+    assert not moe.pack_for_inference()

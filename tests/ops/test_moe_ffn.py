@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 from tests.conftest import BF16_VIA_FP32, BF16_WITHOUT_AMX
 from yilightning import _ext
-from yilightning.ops import grouped_gemm, moe_ffn, route
+from yilightning.ops import grouped_gemm, moe_ffn, pack_experts, route
 
 needs_ext = pytest.mark.skipif(_ext.module is None, reason=f"extension not loaded: {_ext.load_error}")
 # T, H, E, k, I: empty input, one token (most experts empty), E=1, k=E, odd sizes, experts with
@@ -212,6 +212,57 @@ def test_bad_inputs():
             moe_ffn(x, indices, weights, w_gu, w_dn[:, :, :2])
         with pytest.raises((ValueError, RuntimeError), match=r"indices must lie in \[0, num_experts=4\)"):
             moe_ffn(x, indices + 3, weights, w_gu, w_dn)
+
+
+needs_amx = pytest.mark.skipif(_ext.module is None or not _ext.module.build_info()["cpu_amx"],
+                               reason="the tile layout is for CPUs with AMX and the compiled extension")
+
+
+@needs_amx
+@pytest.mark.parametrize("T,H,E,k,I", [(150, 64, 8, 2, 32), (700, 96, 3, 2, 64), (3, 64, 4, 2, 32)])
+def test_tiles_give_the_same_output(T, H, E, k, I):
+    """moe_ffn with pack_experts' tiles equals moe_ffn without them, bit for bit (the same tile
+    products, read instead of laid out), including a decode-sized call (the skinny kernel, which
+    takes the plain weights)."""
+    x, indices, weights, w_gu, w_dn = problem(T, H, E, k, I, "cpu", torch.bfloat16)
+    tiles = (pack_experts(w_gu), pack_experts(w_dn))
+    assert tiles[0].shape == (E, 2 * I // 32, H // 32, 2, 16, 32) and tiles[0].dtype == torch.bfloat16
+    assert tiles[1].shape == (E, H // 32, I // 32, 2, 16, 32)
+    with torch.no_grad():
+        out, sizes = moe_ffn(x, indices, weights, w_gu, w_dn, tiles=tiles)
+        plain, plain_sizes = moe_ffn(x, indices, weights, w_gu, w_dn)
+    assert torch.equal(out, plain) and torch.equal(sizes, plain_sizes)
+    # the layout itself: tile (e, panel, block, half) row q holds, for the half's 16 columns n,
+    # the pair w[e, n, 32 block + 2q], w[e, n, 32 block + 2q + 1]
+    e, panel, block, half, q, col = 2, 1, 1, 1, 5, 7
+    n = 32 * panel + 16 * half + col
+    pair = tiles[0][e, panel, block, half, q, 2 * col:2 * col + 2]
+    assert torch.equal(pair, w_gu[e, n, 32 * block + 2 * q:32 * block + 2 * q + 2])
+    torch.library.opcheck(torch.ops.yilightning.pack_experts.default, (w_gu,))
+    torch.library.opcheck(torch.ops.yilightning.moe_ffn.default, (x, indices, weights, w_gu, w_dn, *tiles))
+
+
+@needs_amx
+def test_tiles_bad_inputs(monkeypatch):
+    x, indices, weights, w_gu, w_dn = problem(20, 64, 4, 2, 32, "cpu", torch.bfloat16)
+    tiles = (pack_experts(w_gu), pack_experts(w_dn))
+    with torch.no_grad():
+        with pytest.raises(RuntimeError, match="both gate_up_tiles and down_tiles"):
+            torch.ops.yilightning.moe_ffn(x, indices, weights, w_gu, w_dn, tiles[0], None)
+        with pytest.raises(RuntimeError, match="down_tiles must be pack_experts of the matching weight"):
+            moe_ffn(x, indices, weights, w_gu, w_dn, tiles=(tiles[0], tiles[0]))
+        with pytest.raises(RuntimeError, match="gate_up_tiles must be pack_experts"):
+            moe_ffn(x, indices, weights, w_gu, w_dn, tiles=(tiles[0].float(), tiles[1]))
+    with pytest.raises(RuntimeError, match="multiples of 32"):
+        pack_experts(torch.randn(2, 48, 32))
+    with pytest.raises(ValueError, match=r"w must be a float tensor \[E, N, K\]"):
+        pack_experts(w_gu[0])
+    monkeypatch.setenv("YL_CPU_AMX", "0")
+    with pytest.raises(RuntimeError, match="CPUs with AMX"):
+        pack_experts(w_gu)
+    with torch.no_grad():  # given tiles are not used without AMX: the plain weights give the same
+        torch.testing.assert_close(moe_ffn(x, indices, weights, w_gu, w_dn, tiles=tiles)[0],
+                                   moe_ffn(x, indices, weights, w_gu, w_dn)[0])
 
 
 def test_autocast_casts_to_its_dtype(device):

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from yilightning import _ext
 from yilightning.layers.linear import Linear
-from yilightning.ops import load_balance_losses, moe_ffn, route, swiglu
+from yilightning.ops import load_balance_losses, moe_ffn, pack_experts, route, swiglu
 
 
 @dataclass
@@ -101,6 +102,7 @@ class MoE(nn.Module):
         shared = num_shared_experts * intermediate_size
         self.shared_gate_up = Linear(hidden_size, 2 * shared, bias=False, **f) if shared else None
         self.shared_down = Linear(shared, hidden_size, bias=False, **f) if shared else None
+        self._tiles: tuple | None = None  # pack_for_inference: (gate_up tiles, down tiles, the weights' stamp)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -121,10 +123,47 @@ class MoE(nn.Module):
             st, ep, pep = load_balance_losses(probs, indices, **self.loss_kwargs)
         else:  # inference (e.g. generation): the balancing losses are not needed; skip their cost
             st = ep = pep = logits.new_zeros((), dtype=torch.float32)
-        out, group_sizes = moe_ffn(x2, indices, weights, self.w_gate_up, self.w_down, recompute=self.recompute)
+        tiles = self._current_tiles() if self._tiles is not None and not torch.is_grad_enabled() else None
+        out, group_sizes = moe_ffn(x2, indices, weights, self.w_gate_up, self.w_down, recompute=self.recompute,
+                                   tiles=tiles)
         if self.shared_gate_up is not None:
             out = out + self.shared_down(swiglu(self.shared_gate_up(x2)))
         return MoEOutput(out.reshape(shape), st, ep, pep, group_sizes)
+
+    def pack_for_inference(self, enable: bool = True) -> bool:
+        """Keep the experts' weights laid out for the CPU's AMX tiles (``ops.pack_experts``):
+        inference in bf16 (or under bf16 autocast) without autograd, a prefill, evaluation or
+        generation, then skips laying them out on every call. The copy costs the memory of the
+        experts' weights in bf16, and it follows them: once they change (an optimizer step,
+        ``load_state_dict``), the next such call packs them again. Returns whether the copy is
+        kept: False where it would not be used (no compiled extension, a CPU without AMX, the
+        weights not on the CPU, H or I not multiples of 32). ``enable=False`` drops it.
+
+        >>> import torch
+        >>> from yilightning.layers import MoE
+        >>> moe = MoE(64, 8, 2, 32, dtype=torch.bfloat16)
+        >>> packed = moe.pack_for_inference()  # True on a CPU with AMX
+        >>> with torch.no_grad():
+        ...     out = moe(torch.randn(16, 64, dtype=torch.bfloat16))
+        """
+        self._tiles = None
+        usable = (enable and self.w_gate_up.device.type == "cpu" and _ext.module is not None
+                  and bool(_ext.module.build_info().get("cpu_amx"))
+                  and self.hidden_size % 32 == 0 and self.intermediate_size % 32 == 0)
+        if usable:
+            self._tiles = (pack_experts(self.w_gate_up), pack_experts(self.w_down), self._weights_stamp())
+        return usable
+
+    def _weights_stamp(self) -> tuple:
+        """What identifies the experts' weights' current values: storage and in-place version."""
+        return tuple((w.data_ptr(), w._version, w.device) for w in (self.w_gate_up, self.w_down))
+
+    def _current_tiles(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """pack_for_inference's tiles, packed again if the weights changed since (or dropped if
+        they moved off the CPU)."""
+        if self._tiles[2] != self._weights_stamp() and not self.pack_for_inference():
+            return None
+        return self._tiles[:2]
 
     @classmethod
     def from_hf(cls, block: nn.Module, **kwargs) -> "MoE":

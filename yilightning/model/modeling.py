@@ -156,6 +156,16 @@ class YiLightningForCausalLM(YiLightningPreTrainedModel):
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
 
+    def pack_for_inference(self, enable: bool = True) -> int:
+        """``MoE.pack_for_inference`` on every MoE layer: for bf16 inference (or under bf16
+        autocast) on a CPU with AMX, the experts' weights kept laid out for the tiles, at the cost
+        of a bf16 copy of them. Returns how many layers keep one (0 where it would not be used).
+
+        >>> model = YiLightningForCausalLM(YiLightningConfig.preset("tiny")).to(torch.bfloat16)
+        >>> packed = model.pack_for_inference()  # the number of MoE layers on a CPU with AMX, else 0
+        """
+        return sum(m.pack_for_inference(enable) for m in self.modules() if isinstance(m, MoE))
+
     def parameter_counts(self) -> dict[str, int]:
         """``total`` parameters and ``active`` ones per token (each MoE layer runs top-k of its
         routed experts; everything else always runs). Works on the meta device."""

@@ -22,7 +22,7 @@ from yilightning.ops.attention import (
     rotary_reference,
 )
 from yilightning.ops.cross_entropy import cross_entropy, cross_entropy_reference, lm_head_loss, lm_head_loss_fused
-from yilightning.ops.grouped_gemm import expert_ffn, grouped_gemm, grouped_gemm_reference, moe_ffn
+from yilightning.ops.grouped_gemm import expert_ffn, grouped_gemm, grouped_gemm_reference, moe_ffn, pack_experts
 from yilightning.ops.linear import linear, linear_reference
 from yilightning.ops.permute import permute, permute_reference, unpermute, unpermute_reference
 from yilightning.ops.rmsnorm import rms_norm, rms_norm_reference
@@ -57,6 +57,6 @@ __all__ = [
     "decode_attention",
     "decode_attention_reference", "expert_ffn", "rotary", "rotary_reference", "grouped_gemm", "grouped_gemm_reference", "linear",
     "linear_reference", "lm_head_loss", "lm_head_loss_fused", "load_balance_losses",
-    "moe_ffn", "permute", "rms_norm", "rms_norm_reference", "permute_reference", "route", "route_reference", "swiglu",
+    "moe_ffn", "pack_experts", "permute", "rms_norm", "rms_norm_reference", "permute_reference", "route", "route_reference", "swiglu",
     "swiglu_reference", "unpermute", "unpermute_reference", "update_expert_bias",
 ]

@@ -165,8 +165,34 @@ def expert_ffn(x_sorted: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Te
     return grouped_gemm(swiglu(h), w_down, group_sizes, trans_b=True)  # (T*k, H)
 
 
+def pack_experts(w: torch.Tensor) -> torch.Tensor:
+    """Expert weights ``w [E, N, K]`` (``moe_ffn``'s ``w_gate_up`` or ``w_down``) laid out once
+    for the CPU's AMX tiles: bf16 ``[E, N/32, K/32, 2, 16, 32]``, as many values as ``w``.
+
+    ``moe_ffn``'s CPU kernel lays every expert's weight out this way on each bf16 call; given
+    the result (its ``tiles``), inference skips that step. Needs the compiled extension, a CPU
+    with AMX (``yilightning doctor`` shows ``cpu_amx``) and N, K multiples of 32; ``w`` of
+    another float dtype is rounded to bf16 first (as bf16 autocast would). The copy is as large
+    as the bf16 weights, and it does not follow them: pack again after changing them
+    (``MoE.pack_for_inference`` does that by itself).
+
+    >>> import torch, yilightning
+    >>> w = torch.randn(4, 64, 32, dtype=torch.bfloat16)
+    >>> if yilightning.build_info()["cpu_amx"]:
+    ...     assert yilightning.ops.pack_experts(w).shape == (4, 2, 1, 2, 16, 32)
+    """
+    if w.dim() != 3 or not w.is_floating_point():
+        raise ValueError(f"pack_experts: w must be a float tensor [E, N, K], got {w.dtype} {tuple(w.shape)}")
+    if w.device.type != "cpu" or not _ext.has_kernel("pack_experts", "cpu"):
+        raise RuntimeError(f"pack_experts: needs a CPU tensor and the compiled extension (w is on {w.device}; "
+                           f"extension: {_ext.load_error or 'loaded'}); the tile layout is for CPUs with AMX")
+    with torch.no_grad():
+        return torch.ops.yilightning.pack_experts(w.to(torch.bfloat16))
+
+
 def moe_ffn(x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor, w_gate_up: torch.Tensor,
-            w_down: torch.Tensor, *, recompute: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+            w_down: torch.Tensor, *, recompute: bool = False,
+            tiles: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The expert path of an MoE layer: ``unpermute(expert_ffn(permute(x)), weights)``.
 
     Args:
@@ -174,6 +200,11 @@ def moe_ffn(x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor, w_gat
         indices, weights: ``[T, k]`` expert ids (int64) and combine weights (from ``route``).
         w_gate_up: ``[E, 2I, H]``; w_down: ``[E, H, I]`` (as ``expert_ffn``), x's dtype and device.
         recompute: as ``expert_ffn`` (training only).
+        tiles: ``(pack_experts(w_gate_up), pack_experts(w_down))`` of these very weights, for
+            inference in bf16 on a CPU with AMX, which then reads them instead of laying the
+            weights out again; the same result, faster. Elsewhere (training, fp32, no AMX, a GPU)
+            they are not needed and not used. Stale tiles (of weights since changed) give wrong
+            results: pack again after changing the weights.
 
     Returns:
         ``out [T, H]`` in x's dtype and ``group_sizes [E]`` int64 (tokens per expert).
@@ -212,7 +243,9 @@ def moe_ffn(x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor, w_gat
             out, group_sizes, _ = torch.ops.yilightning.moe_ffn_train(x, indices, weights.float(), w_gate_up, w_down)
             return out, group_sizes
     elif _ext.has_kernel("moe_ffn", x.device.type):
-        return _ext.call(torch.ops.yilightning.moe_ffn, x, indices, weights.float(), w_gate_up, w_down)
+        gate_up_tiles, down_tiles = tiles if tiles is not None and x.device.type == "cpu" else (None, None)
+        return _ext.call(torch.ops.yilightning.moe_ffn, x, indices, weights.float(), w_gate_up, w_down,
+                         gate_up_tiles, down_tiles)
     x_sorted, group_sizes, row_map = permute(x, indices, E)
     y_sorted = expert_ffn(x_sorted, w_gate_up, w_down, group_sizes, recompute=recompute)
     return unpermute(y_sorted, row_map, weights), group_sizes
@@ -221,8 +254,13 @@ def moe_ffn(x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor, w_gat
 if _ext.module is not None:
 
     @torch.library.register_fake("yilightning::moe_ffn")
-    def _moe_ffn_fake(x, indices, weights, w_gate_up, w_down):  # noqa: ANN001
+    def _moe_ffn_fake(x, indices, weights, w_gate_up, w_down, gate_up_tiles=None, down_tiles=None):  # noqa: ANN001
         return x.new_empty(x.shape), indices.new_empty((w_gate_up.shape[0],))
+
+    @torch.library.register_fake("yilightning::pack_experts")
+    def _pack_experts_fake(w):  # noqa: ANN001
+        E, N, K = w.shape
+        return w.new_empty((E, N // 32, K // 32, 2, 16, 32))
 
     @torch.library.register_fake("yilightning::moe_ffn_train")
     def _moe_ffn_train_fake(x, indices, weights, w_gate_up, w_down):  # noqa: ANN001
