@@ -105,6 +105,10 @@ def main() -> None:
             for mode in ("fwd", "fwd+bwd"):
                 def step(label: str, module: torch.nn.Module, mode: str = mode):
                     def run() -> None:
+                        # as a training step's zero_grad(set_to_none=True): the weight gradients
+                        # are written, not added to those of the runs before (an add of 96 MB of
+                        # bf16 gradients took 9% of the fine layer's forward+backward)
+                        module.zero_grad(set_to_none=True)
                         xi = x.detach().requires_grad_(mode == "fwd+bwd")
                         with torch.set_grad_enabled(mode == "fwd+bwd"):
                             out = module(xi)
