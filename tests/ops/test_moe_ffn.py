@@ -10,9 +10,9 @@ needs_ext = pytest.mark.skipif(_ext.module is None, reason=f"extension not loade
 # T, H, E, k, I: empty input, one token (most experts empty), E=1, k=E, odd sizes, experts with
 # more than 256 rows (the kernel splits them into several tasks) or more than 1024 (bf16
 # backward's weight gradients then sum over several chunks), and H and I in 32s (the sizes the
-# AMX tiles take: experts of 16-63 rows, and of more than 256).
+# AMX tiles take: experts of 16-63 rows, of more than 256, and of more than 1024).
 SHAPES = [(0, 8, 4, 2, 3), (1, 7, 16, 2, 5), (97, 33, 16, 4, 9), (50, 8, 1, 1, 4), (40, 16, 6, 6, 3),
-          (700, 64, 3, 2, 40), (1100, 16, 2, 2, 8), (150, 64, 8, 2, 32), (700, 96, 3, 2, 64)]
+          (700, 64, 3, 2, 40), (1100, 16, 2, 2, 8), (150, 64, 8, 2, 32), (700, 96, 3, 2, 64), (1100, 32, 2, 2, 32)]
 BF16_PATHS = [torch.bfloat16, BF16_VIA_FP32, BF16_WITHOUT_AMX]
 
 
