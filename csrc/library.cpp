@@ -40,8 +40,8 @@ TORCH_LIBRARY(yilightning, m) {
   // (dx, dweights, dw_gate_up, dw_down). moe_ffn's optional *_tiles: pack_experts of the two
   // weights (bf16 [E, N/32, K/32, 2, 16, 32], laid out for AMX tiles once, for inference).
   m.def("pack_experts(Tensor w) -> Tensor", tags);
-  m.def("moe_ffn(Tensor x, Tensor indices, Tensor weights, Tensor w_gate_up, Tensor w_down, Tensor? gate_up_tiles=None, "
-        "Tensor? down_tiles=None) -> (Tensor, Tensor)",
+  m.def("moe_ffn(Tensor x, Tensor indices, Tensor weights, Tensor w_gate_up, Tensor w_down, "
+        "Tensor? gate_up_tiles=None, Tensor? down_tiles=None) -> (Tensor, Tensor)",
         tags);
   m.def("moe_ffn_train(Tensor x, Tensor indices, Tensor weights, Tensor w_gate_up, Tensor w_down) "
         "-> (Tensor, Tensor, Tensor)",

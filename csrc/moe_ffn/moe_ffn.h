@@ -1,7 +1,9 @@
 // The whole expert path of an MoE layer, fused (CPU): permute -> grouped GEMM (gate_up) ->
 // SwiGLU -> grouped GEMM (down) -> weighted unpermute, i.e. for token t
 //   out[t] = sum_j w[t, j] * W_down[e] @ swiglu(W_gate_up[e] @ x[t]),   e = indices[t, j].
-//   moe_ffn:          inference; returns (out [T, H], group_sizes [E]).
+//   moe_ffn:          inference; returns (out [T, H], group_sizes [E]). Optionally with the
+//                     experts' weights laid out for AMX tiles by pack_experts.
+//   pack_experts:     that layout of a [E, N, K] bf16 weight (bf16 [E, N/32, K/32, 2, 16, 32]).
 //   moe_ffn_train:    also returns the pre-activations h [T*k, 2I] (fp32, rows grouped by
 //                     expert): the only intermediate that backward keeps.
 //   moe_ffn_backward: (dx, dweights, dW_gate_up, dW_down) from dout, the inputs and h (the
