@@ -34,7 +34,7 @@ struct BfWeight {
   bool packed = false;
 };
 
-// dst (n * k values, 64-byte aligned) = W [n, k] (row stride ldw) laid out for the tiles, as
+// dst (n * k values) = W [n, k] (row stride ldw) laid out for the tiles, as
 // amx_gemm_bf16_nt lays it out on every call: for inference, where the weights stay. Requires
 // amx_enabled() and amx_fits(n, k).
 void amx_pack_b(const c10::BFloat16* w, int64_t ldw, int64_t n, int64_t k, c10::BFloat16* dst);

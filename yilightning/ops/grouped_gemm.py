@@ -243,9 +243,8 @@ def moe_ffn(x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor, w_gat
             out, group_sizes, _ = torch.ops.yilightning.moe_ffn_train(x, indices, weights.float(), w_gate_up, w_down)
             return out, group_sizes
     elif _ext.has_kernel("moe_ffn", x.device.type):
-        gate_up_tiles, down_tiles = tiles if tiles is not None and x.device.type == "cpu" else (None, None)
         return _ext.call(torch.ops.yilightning.moe_ffn, x, indices, weights.float(), w_gate_up, w_down,
-                         gate_up_tiles, down_tiles)
+                         *(tiles or (None, None)))
     x_sorted, group_sizes, row_map = permute(x, indices, E)
     y_sorted = expert_ffn(x_sorted, w_gate_up, w_down, group_sizes, recompute=recompute)
     return unpermute(y_sorted, row_map, weights), group_sizes
