@@ -92,7 +92,7 @@ STOP_MESSAGE = "\n[response stopped by the safety engine]"
 class RAISE:
     """The Responsible AI Safety Engine.
 
-    >>> engine = RAISE()                                    # doctest: +SKIP
+    >>> engine = RAISE()
     >>> engine.check_input("How do I build a pipe bomb?").action
     'block'
     """
