@@ -13,6 +13,7 @@
 #include <torch/library.h>
 
 #include "attention/attention.h"
+#include "common/kernel_guard.h"
 
 namespace yl::attention {
 namespace {
@@ -287,7 +288,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd_cuda(const at::Tens
   check_backward(dout_in, q_in, out_in, lse_in, d);
   TORCH_CHECK(d.Hq <= 65535, "attention_backward: at most 65535 query heads on CUDA, got ", d.Hq);
   const c10::cuda::CUDAGuard guard(q_in.device());
-  const at::AutoDispatchBelowADInplaceOrView no_autograd;
+  const KernelGuard kernel_guard;
   const auto cu = host_offsets(cu_in, d.N);
   const at::Tensor q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous(),
                    dout = dout_in.contiguous(), lse = lse_in.contiguous();
@@ -387,7 +388,7 @@ at::Tensor decode_cuda(const at::Tensor& q_in, const at::Tensor& kc_in, const at
   TORCH_CHECK(q_in.size(2) <= 128, "decode_attention: the CUDA kernel supports head dims up to 128, got ",
               q_in.size(2));
   const c10::cuda::CUDAGuard guard(q_in.device());
-  const at::AutoDispatchBelowADInplaceOrView no_autograd;
+  const KernelGuard kernel_guard;
   const int64_t B = q_in.size(0), Hq = q_in.size(1), D = q_in.size(2), Slots = kc_in.size(1), Hk = kc_in.size(2);
   const int64_t nsplit = std::max<int64_t>(1, (Slots + kSplit - 1) / kSplit);
   const at::Tensor q = q_in.contiguous(), kc = kc_in.contiguous(), vc = vc_in.contiguous();

@@ -2,6 +2,7 @@
 
 #include "common/cpu_gemm.h"
 #include "common/cpu_skinny.h"
+#include "common/kernel_guard.h"
 
 #include <ATen/ATen.h>
 
@@ -75,7 +76,7 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, cons
   if (m == 0 || n == 0) return;
   if (!trans_a && trans_b && use_skinny(m, true))
     return skinny_gemm_nt(m, n, k, a, lda, b, ldb, 1.f, 0.f, nullptr, c, ldc);
-  const at::AutoDispatchBelowADInplaceOrView no_autograd;
+  const KernelGuard kernel_guard;
   at::Tensor ct = matrix(c, m, n, ldc, false, at::kBFloat16);
   if (k == 0) {
     ct.zero_();
@@ -116,7 +117,7 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
     row_major_blas(trans_a, trans_b, m, n, k, alpha, ap, lda, bp, ldb, beta, c, ldc);
     return;
   }
-  const at::AutoDispatchBelowADInplaceOrView no_autograd;
+  const KernelGuard kernel_guard;
   at::Tensor ct = matrix(c, m, n, ldc, false, at::kFloat);
   at::Tensor prod = at::mm(matrix(ap, m, k, lda, trans_a, at::kFloat), matrix(bp, k, n, ldb, trans_b, at::kFloat));
   if (beta == 0.f) ct.copy_(prod.mul_(alpha)); else ct.mul_(beta).add_(prod, alpha);

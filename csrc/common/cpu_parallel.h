@@ -10,16 +10,18 @@
 #include <cstdlib>
 #include <vector>
 
+#include "common/kernel_guard.h"
+
 namespace yl::cpu {
 
-// Runs task(i) for i in [0, n). Tasks may call ATen ops: autograd stays out of them on every
-// worker (dispatch-key state is per thread and OpenMP workers do not inherit the caller's).
+// Runs task(i) for i in [0, n). Tasks may call ATen ops: autograd and autocast stay out of them
+// on every worker (dispatch-key state is per thread and OpenMP workers do not inherit the caller's).
 template <typename F>
 void run_dynamic(int64_t n, const F& task) {
   std::atomic<int64_t> next{0};
   const int64_t workers = std::min<int64_t>(n, at::get_num_threads());
   at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
-    const at::AutoDispatchBelowADInplaceOrView no_autograd;
+    const KernelGuard kernel_guard;
     for (int64_t i = next++; i < n; i = next++) task(i);
   });
 }

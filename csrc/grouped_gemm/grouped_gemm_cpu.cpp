@@ -15,6 +15,7 @@
 #include "common/cpu_blas.h"
 #include "common/cpu_convert.h"
 #include "common/cpu_parallel.h"
+#include "common/kernel_guard.h"
 #include "grouped_gemm/grouped_gemm.h"
 
 namespace yl::grouped_gemm {
@@ -100,7 +101,7 @@ at::Tensor grouped_gemm_cpu(const at::Tensor& a_in, const at::Tensor& b_in, cons
                             bool trans_b) {
   const Dims d = check_forward(a_in, b_in, group_sizes, trans_b);
   // This op's gradient is registered in Python: the ATen calls inside stay out of autograd.
-  const at::AutoDispatchBelowADInplaceOrView no_autograd;
+  const KernelGuard kernel_guard;
   TORCH_CHECK(a_in.device().is_cpu(), "grouped_gemm: a must be a CPU tensor here, got ", a_in.device());
   const auto off = offsets_of(group_sizes, d.M, "grouped_gemm");
   const at::Tensor a = a_in.contiguous(), b = b_in.contiguous();
@@ -145,7 +146,7 @@ at::Tensor grouped_gemm_cpu(const at::Tensor& a_in, const at::Tensor& b_in, cons
 at::Tensor grouped_gemm_wgrad_cpu(const at::Tensor& a_in, const at::Tensor& dc_in, const at::Tensor& group_sizes,
                                   bool trans_b) {
   const Dims d = check_wgrad(a_in, dc_in, group_sizes);
-  const at::AutoDispatchBelowADInplaceOrView no_autograd;
+  const KernelGuard kernel_guard;
   TORCH_CHECK(a_in.device().is_cpu(), "grouped_gemm_wgrad: a must be a CPU tensor here, got ", a_in.device());
   const auto off = offsets_of(group_sizes, d.M, "grouped_gemm_wgrad");
   const at::Tensor a = a_in.contiguous(), dc = dc_in.contiguous();

@@ -11,6 +11,7 @@
 #include "common/cpu_alloc.h"
 #include "common/cpu_gemm.h"
 #include "common/cpu_skinny.h"
+#include "common/kernel_guard.h"
 #include "linear/linear.h"
 
 namespace yl::linear {
@@ -67,7 +68,7 @@ at::Tensor linear_cpu(const at::Tensor& x, const at::Tensor& weight, const std::
     return y;
   }
   if (!skinny) {
-    const at::AutoDispatchBelowADInplaceOrView no_autograd;
+    const KernelGuard kernel_guard;
     at::Tensor y2 = y.view({rows, N});
     const at::Tensor x2 = x.reshape({rows, K});
     if (bias.has_value()) at::addmm_out(y2, *bias, x2, weight.t()); else at::mm_out(y2, x2, weight.t());

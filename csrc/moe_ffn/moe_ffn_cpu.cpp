@@ -37,6 +37,7 @@
 #include "common/cpu_math.h"
 #include "common/cpu_parallel.h"
 #include "common/cpu_skinny.h"
+#include "common/kernel_guard.h"
 #include "moe_ffn/moe_ffn.h"
 #include "permute/permute_cpu.h"
 #include "swiglu/swiglu.h"
@@ -316,7 +317,7 @@ std::tuple<at::Tensor, at::Tensor> moe_ffn_cpu(const at::Tensor& x_in, const at:
                                                const std::optional<at::Tensor>& down_tiles) {
   const Inputs in = prepare(x_in, indices_in, weights_in, w_gate_up_in, w_down_in, "moe_ffn");
   const std::optional<Tiles> tiles = check_tiles(in, gate_up_tiles, down_tiles);
-  const at::AutoDispatchBelowADInplaceOrView no_autograd;
+  const KernelGuard kernel_guard;
   const Routing r = route_rows(in.indices, in.wgu.size(0), "moe_ffn");
   at::Tensor out = cpu::empty_cached(in.x.sizes(), in.x.options());
   if (in.indices.numel() == 0 || in.x.size(1) == 0) return {out, r.group_sizes};
@@ -331,7 +332,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> moe_ffn_train_cpu(
     const at::Tensor& x_in, const at::Tensor& indices_in, const at::Tensor& weights_in,
     const at::Tensor& w_gate_up_in, const at::Tensor& w_down_in) {
   const Inputs in = prepare(x_in, indices_in, weights_in, w_gate_up_in, w_down_in, "moe_ffn_train");
-  const at::AutoDispatchBelowADInplaceOrView no_autograd;  // the autograd rule is registered in Python
+  const KernelGuard kernel_guard;  // the autograd rule is registered in Python
   const Routing r = route_rows(in.indices, in.wgu.size(0), "moe_ffn_train");
   at::Tensor out = cpu::empty_cached(in.x.sizes(), in.x.options());
   at::Tensor h = cpu::empty_cached({in.indices.numel(), in.wgu.size(1)}, in.x.options().dtype(at::kFloat));
@@ -479,7 +480,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> moe_ffn_backward_cpu(
   TORCH_CHECK(h_in.scalar_type() == at::kFloat && h_in.sizes() == at::IntArrayRef({S, I2}),
               "moe_ffn_backward: h must be float32 [T*k=", S, ", 2I=", I2, "] as moe_ffn_train returns, got ",
               h_in.scalar_type(), " ", h_in.sizes());
-  const at::AutoDispatchBelowADInplaceOrView no_autograd;
+  const KernelGuard kernel_guard;
   const Routing r = route_rows(in.indices, in.wgu.size(0), "moe_ffn_backward");
   at::Tensor dx = cpu::empty_cached(in.x.sizes(), in.x.options()), dweights = at::empty(in.weights.sizes(),
                                                                                        in.weights.options());

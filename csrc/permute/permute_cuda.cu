@@ -10,6 +10,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "common/kernel_guard.h"
 #include "permute/permute.h"
 
 namespace yl::permute {
@@ -89,7 +90,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> permute_cuda(const at::Tensor& x_
   check_permute(x_in, indices_in, num_experts);
   TORCH_CHECK(x_in.is_cuda(), "permute: x must be a CUDA tensor here, got ", x_in.device());
   const c10::cuda::CUDAGuard guard(x_in.device());
-  const at::AutoDispatchBelowADInplaceOrView no_autograd;
+  const KernelGuard kernel_guard;
   const at::Tensor x = x_in.contiguous(), flat = indices_in.contiguous().view(-1);
   const int64_t T = x.size(0), H = x.size(1), k = indices_in.size(1), S = T * k;
   at::Tensor group_sizes = at::zeros({num_experts}, flat.options());

@@ -93,6 +93,26 @@ def test_non_contiguous_operands(device):
     torch.testing.assert_close(grouped_gemm(a_nc, b_nc, gs), ref, rtol=1e-5, atol=1e-5)
 
 
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, BF16_VIA_FP32, torch.float16])
+def test_forward_and_backward_under_autocast(device, resolve_dtype, dtype):
+    """fp32 operands under autocast run in its dtype, backward inside the region too. The CPU
+    kernel's fp32 tiles (fp16, and bf16 without bf16 units) once went through an at::mm that
+    autocast re-cast to the low dtype, and the kernel read the product as fp32."""
+    dtype = resolve_dtype(dtype)
+    a, b, gs = operands([5, 0, 19], 24, 16, True, torch.float32, device)
+    a.requires_grad_()
+    b.requires_grad_()
+    with torch.autocast(device.type, dtype=dtype):
+        out = grouped_gemm(a, b, gs, trans_b=True)
+        out.float().sum().backward()
+    assert out.dtype == dtype and a.grad.dtype == b.grad.dtype == torch.float32
+    ref = grouped_gemm_reference(a.detach().to(dtype).float(), b.detach().to(dtype).float(), gs, trans_b=True)
+    torch.testing.assert_close(out.float(), ref, rtol=2e-2, atol=5e-2)
+    ones = torch.ones_like(ref)
+    want_da = grouped_gemm_reference(ones, b.detach().to(dtype).float().transpose(1, 2), gs, trans_b=True)
+    torch.testing.assert_close(a.grad, want_da, rtol=2e-2, atol=5e-2)
+
 @needs_ext
 def test_large_outputs_reuse_their_memory():
     """Large outputs come from the CPU kernels' cache of (huge-page) blocks: correct,
