@@ -133,6 +133,31 @@ def test_pack_for_inference_follows_the_weights():
 
 
 @pytest.mark.skipif(not _amx(), reason="the packed experts are for CPUs with AMX and the compiled extension")
+@pytest.mark.parametrize("change", ["fused AdamW step", "new .data twice"])
+def test_pack_for_inference_sees_changes_its_version_does_not_count(change):
+    """A fused optimizer writes the weights without bumping their version, and a second new
+    ``.data`` can land at the first one's freed address with the same version: both once left
+    the packed copy stale (found by fuzzing)."""
+    torch.manual_seed(0)
+    moe = MoE(64, 8, 2, 32, dtype=torch.bfloat16)
+    x = torch.randn(16, 64, dtype=torch.bfloat16)
+    assert moe.pack_for_inference()
+    before = moe.w_gate_up.detach().clone()
+    if change == "fused AdamW step":
+        opt = torch.optim.AdamW(moe.parameters(), lr=1e-2, fused=True)
+        moe(x).hidden.float().pow(2).mean().backward()
+        opt.step()
+    else:
+        for _ in range(2):
+            moe.w_gate_up.data = torch.randn_like(moe.w_gate_up)
+    assert not torch.equal(moe.w_gate_up, before)
+    with torch.no_grad():
+        packed = moe(x).hidden
+        moe.pack_for_inference(False)
+        assert torch.equal(packed, moe(x).hidden)
+
+
+@pytest.mark.skipif(not _amx(), reason="the packed experts are for CPUs with AMX and the compiled extension")
 def test_pack_for_inference_under_autocast_and_where_unusable(monkeypatch):
     moe = MoE(64, 4, 2, 32)  # fp32 weights: packed as bf16, used under bf16 autocast
     x = torch.randn(30, 64)

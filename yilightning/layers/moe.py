@@ -10,14 +10,28 @@ otherwise.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from yilightning import _ext
 from yilightning.layers.linear import Linear
 from yilightning.ops import load_balance_losses, moe_ffn, pack_experts, route, swiglu
+
+
+# Optimizer steps taken in this process, by any torch.optim optimizer, once a layer packed its
+# experts: part of what identifies the weights' values (pack_for_inference), since fused
+# optimizers (AdamW(fused=True), the trainer's) write the weights without bumping their version.
+_optimizer_steps = 0
+_step_hook = None
+
+
+def _count_optimizer_step(*_) -> None:
+    global _optimizer_steps
+    _optimizer_steps += 1
 
 
 @dataclass
@@ -134,8 +148,11 @@ class MoE(nn.Module):
         """Keep the experts' weights laid out for the CPU's AMX tiles (``ops.pack_experts``):
         inference in bf16 (or under bf16 autocast) without autograd, a prefill, evaluation or
         generation, then skips laying them out on every call. The copy costs the memory of the
-        experts' weights in bf16, and it follows them: once they change (an optimizer step,
-        ``load_state_dict``), the next such call packs them again. Returns whether the copy is
+        experts' weights in bf16, and it follows them: once they may have changed (any
+        ``torch.optim`` optimizer's step, an in-place change, ``load_state_dict``, new ``.data``),
+        the next such call packs them again; only a change written through ``.data`` in place
+        (``w.data.copy_(...)``, which PyTorch does not count) goes unseen: call this method again
+        after one. Returns whether the copy is
         kept: False where it would not be used (no compiled extension, a CPU without AMX, the
         weights not on the CPU, H or I not multiples of 32). ``enable=False`` drops it.
 
@@ -151,12 +168,18 @@ class MoE(nn.Module):
                   and bool(_ext.module.build_info().get("cpu_amx"))
                   and self.hidden_size % 32 == 0 and self.intermediate_size % 32 == 0)
         if usable:
+            global _step_hook
+            if _step_hook is None:
+                _step_hook = register_optimizer_step_post_hook(_count_optimizer_step)
             self._tiles = (pack_experts(self.w_gate_up), pack_experts(self.w_down), self._weights_stamp())
         return usable
 
     def _weights_stamp(self) -> tuple:
-        """What identifies the experts' weights' current values: storage and in-place version."""
-        return tuple((w.data_ptr(), w._version, w.device) for w in (self.w_gate_up, self.w_down))
+        """What identifies the experts' weights' current values: their storages (weak references,
+        which die with them: a new storage at a freed one's address is not taken for it), offsets,
+        in-place versions, and the optimizer steps taken."""
+        return (_optimizer_steps,) + tuple((weakref.ref(w.untyped_storage()), w.storage_offset(), w._version)
+                                           for w in (self.w_gate_up, self.w_down))
 
     def _current_tiles(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """pack_for_inference's tiles, packed again if the weights changed since (or dropped if
