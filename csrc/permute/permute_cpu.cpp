@@ -45,6 +45,19 @@ void finish_copies() {
 #endif
 }
 
+// row_map must be a permutation of [0, S) (as permute returns it): the backward writes each row
+// of dy once, so a repeated row would be overwritten instead of summed and a missing one never
+// written.
+void check_row_map(const int64_t* rm, int64_t S, const char* op) {
+  std::vector<uint8_t> seen(S, 0);
+  for (int64_t s = 0; s < S; ++s) {
+    TORCH_CHECK(rm[s] >= 0 && rm[s] < S, op, ": row_map values must lie in [0, ", S, "), got ", rm[s]);
+    TORCH_CHECK(!seen[rm[s]], op, ": row_map must be a permutation of [0, T*k) as permute returns, but row ",
+                rm[s], " appears twice");
+    seen[rm[s]] = 1;
+  }
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> permute_cpu(const at::Tensor& x_in, const at::Tensor& indices_in,
                                                            int64_t num_experts) {
   check_permute(x_in, indices_in, num_experts);
@@ -70,8 +83,7 @@ at::Tensor unpermute_cpu(const at::Tensor& y_in, const at::Tensor& row_map_in, c
   TORCH_CHECK(y_in.device().is_cpu(), "unpermute: y_sorted must be a CPU tensor here, got ", y_in.device());
   const at::Tensor y = y_in.contiguous(), row_map = row_map_in.contiguous(), weights = weights_in.contiguous();
   const int64_t* rm = row_map.const_data_ptr<int64_t>();
-  for (int64_t s = 0; s < T * k; ++s)
-    TORCH_CHECK(rm[s] >= 0 && rm[s] < T * k, "unpermute: row_map values must lie in [0, ", T * k, "), got ", rm[s]);
+  check_row_map(rm, T * k, "unpermute");
   at::Tensor out = cpu::empty_cached({T, H}, y.options());
   const float* w = weights.const_data_ptr<float>();
   YL_DISPATCH_FLOAT(y.scalar_type(), "unpermute_cpu", [&] {
@@ -88,6 +100,7 @@ std::tuple<at::Tensor, at::Tensor> unpermute_backward_cpu(const at::Tensor& grad
   const at::Tensor y = y_in.contiguous(), grad = grad_in.contiguous(), row_map = row_map_in.contiguous(),
                    weights = weights_in.contiguous();
   const int64_t* rm = row_map.const_data_ptr<int64_t>();
+  check_row_map(rm, T * k, "unpermute_backward");
   const float* w = weights.const_data_ptr<float>();
   at::Tensor dy = cpu::empty_cached(y.sizes(), y.options()), dw = at::empty({T, k}, weights.options());
   float* dwp = dw.mutable_data_ptr<float>();

@@ -3,8 +3,9 @@
 // across the hidden dimension, sums in a fixed order (deterministic, no float atomics).
 // Expert ids outside [0, E) are not checked here (that would need a host sync): they are left
 // out of group_sizes and sorted after every group (negative ones too), so no group shifts.
-// unpermute trusts row_map to come from permute; an entry outside [0, T*k) is skipped (reads
-// as zero, writes nothing) rather than touching memory out of bounds.
+// unpermute trusts row_map to be a permutation, as permute returns it (the CPU kernel checks);
+// an entry outside [0, T*k) is skipped (reads as zero, writes nothing; dy starts at zero) rather
+// than touching memory out of bounds.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -143,7 +144,7 @@ std::tuple<at::Tensor, at::Tensor> unpermute_backward_cuda(const at::Tensor& gra
   const c10::cuda::CUDAGuard guard(y_in.device());
   const at::Tensor y = y_in.contiguous(), grad = grad_in.contiguous(), row_map = row_map_in.contiguous(),
                    weights = weights_in.contiguous();
-  at::Tensor dy = at::empty_like(y), dw = at::empty({T, k}, weights.options());
+  at::Tensor dy = at::zeros_like(y), dw = at::empty({T, k}, weights.options());
   if (T * k == 0) return {dy, dw};
   auto stream = c10::cuda::getCurrentCUDAStream();
   YL_DISPATCH_FLOAT(y.scalar_type(), "unpermute_backward_cuda", [&] {

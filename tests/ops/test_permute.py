@@ -86,6 +86,13 @@ def test_kernels_validate_their_own_input():
         torch.ops.yilightning.unpermute(torch.randn(8, 3), torch.full((8,), 99), torch.rand(4, 2))
     with pytest.raises(RuntimeError, match="weights must be float32"):
         torch.ops.yilightning.unpermute(torch.randn(8, 3), torch.arange(8), torch.rand(4, 2).double())
+    # a repeated row (the backward would overwrite it instead of summing, and never write the
+    # missing one): found by fuzzing, when the CPU kernel checked only the range
+    twice = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    with pytest.raises(RuntimeError, match="permutation of .* row 0 appears twice"):
+        unpermute(torch.randn(8, 4), twice, torch.ones(4, 2))
+    with pytest.raises(RuntimeError, match="unpermute_backward: row_map must be a permutation"):
+        torch.ops.yilightning.unpermute_backward(torch.randn(4, 4), torch.randn(8, 4), twice, torch.ones(4, 2))
 
 
 @needs_ext

@@ -109,7 +109,8 @@ def permute(x: torch.Tensor, indices: torch.Tensor,
 def unpermute(y_sorted: torch.Tensor, row_map: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """``out[t] = sum_j weights[t, j] * y_sorted[row_map[t*k + j]]``: ``[T, H]`` in ``y_sorted``'s
     dtype, fp32 accumulation in slot order (deterministic). Differentiable in ``y_sorted`` and
-    ``weights``."""
+    ``weights``. ``row_map`` is ``permute``'s: a permutation of ``[0, T*k)`` (the CPU kernel
+    checks it; the CUDA one trusts it, as checking would wait for the GPU)."""
     _check_unpermute(y_sorted, row_map, weights)
     if _ext.has_kernel("unpermute", y_sorted.device.type):
         return torch.ops.yilightning.unpermute(y_sorted, row_map, weights.float())
