@@ -30,6 +30,9 @@ std::vector<int64_t> offsets_of(const at::Tensor& group_sizes, int64_t M, const 
   std::vector<int64_t> off(gs.numel() + 1, 0);
   for (int64_t g = 0; g < gs.numel(); ++g) {
     TORCH_CHECK(s[g] >= 0, op, ": group_sizes[", g, "] is negative (", s[g], ")");
+    // compared before adding: sizes near INT64_MAX must not wrap round to a sum of M
+    TORCH_CHECK(s[g] <= M - off[g], op, ": group_sizes must sum to the number of rows M=", M,
+                ", but the first ", g + 1, " already sum to more");
     off[g + 1] = off[g] + s[g];
   }
   TORCH_CHECK(off.back() == M, op, ": group_sizes must sum to the number of rows M=", M, ", got ",

@@ -163,6 +163,9 @@ def test_output_cache_gives_back_the_oldest_blocks_first():
         (torch.randn(5, 4), torch.randn(2, 4, 3).double(), torch.tensor([2, 3]), {}, TypeError, "share one of"),
         (torch.randn(5, 4, 1), torch.randn(2, 4, 3), torch.tensor([2, 3]), {}, ValueError, r"\[M, K\]"),
         (torch.randn(5, 4), torch.randn(4, 3), torch.tensor([2, 3]), {}, ValueError, r"\[E, K, N\]"),
+        # sizes whose int64 sum wraps round to M (found by fuzzing)
+        (torch.randn(12, 4), torch.randn(4, 4, 3), torch.tensor([2**63 - 1, 2**63 - 1, 2, 12]), {}, ValueError,
+         "sum to the rows of a"),
     ],
 )
 def test_bad_input(a, b, gs, kw, exc, words):
@@ -175,7 +178,12 @@ def test_kernel_validates_its_own_input():
     with pytest.raises(RuntimeError, match="must sum to the number of rows"):
         torch.ops.yilightning.grouped_gemm(torch.randn(5, 4), torch.randn(2, 4, 3), torch.tensor([2, 2]), False)
     with pytest.raises(RuntimeError, match="is negative"):
-        torch.ops.yilightning.grouped_gemm(torch.randn(5, 4), torch.randn(2, 4, 3), torch.tensor([6, -1]), False)
+        torch.ops.yilightning.grouped_gemm(torch.randn(5, 4), torch.randn(2, 4, 3), torch.tensor([-1, 6]), False)
+    wraps = torch.tensor([2**63 - 1, 2**63 - 1, 2, 12])  # an int64 sum of 12
+    with pytest.raises(RuntimeError, match="the first 1 already sum to more"):
+        torch.ops.yilightning.grouped_gemm(torch.randn(12, 4), torch.randn(4, 4, 3), wraps, False)
+    with pytest.raises(RuntimeError, match="the first 1 already sum to more"):
+        torch.ops.yilightning.grouped_gemm_wgrad(torch.randn(12, 4), torch.randn(12, 3), wraps, False)
     with pytest.raises(RuntimeError, match="group_sizes must be a 1-D int64"):
         torch.ops.yilightning.grouped_gemm_wgrad(torch.randn(5, 4), torch.randn(5, 3), torch.tensor([2.0, 3.0]), False)
 

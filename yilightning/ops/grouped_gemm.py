@@ -41,11 +41,12 @@ def _check(a: torch.Tensor, b: torch.Tensor, group_sizes: torch.Tensor, trans_b:
     # sizes that do not sum to M are clamped by the kernel: no out-of-bounds access, zero rows),
     # and under torch.compile they would break the graph (the CPU kernel checks them again).
     if not group_sizes.is_cuda and not torch.compiler.is_compiling():
-        if group_sizes.numel() and int(group_sizes.min()) < 0:
+        sizes = group_sizes.tolist()  # Python ints: a sum that int64 would wrap round stays exact
+        if sizes and min(sizes) < 0:
             raise ValueError("grouped_gemm: group_sizes must be >= 0")
-        if int(group_sizes.sum()) != a.shape[0]:
+        if sum(sizes) != a.shape[0]:
             raise ValueError(f"grouped_gemm: group_sizes must sum to the rows of a (M={a.shape[0]}), "
-                             f"got {int(group_sizes.sum())}")
+                             f"got {sum(sizes)}")
     return N
 
 
