@@ -88,6 +88,12 @@ def test_bad_configuration_and_input():
         MoE(16, 4, 5, 8)
     with pytest.raises(ValueError, match="ep_size=3"):
         MoE(16, 8, 2, 8, ep_size=3)
+    # sizes below their least value named, not a ZeroDivisionError (found by fuzzing)
+    for kw, name in ((dict(ep_size=0), "ep_size"), (dict(partitions=0), "partitions"),
+                     (dict(intermediate_size=0), "intermediate_size"), (dict(hidden_size=0), "hidden_size"),
+                     (dict(num_shared_experts=-1), "num_shared_experts")):
+        with pytest.raises(ValueError, match=f"{name} must be an integer >="):
+            MoE(**{**dict(hidden_size=16, num_experts=4, top_k=2, intermediate_size=8), **kw})
     with pytest.raises(ValueError, match="hidden_size=16"):
         MoE(16, 4, 2, 8)(torch.randn(3, 15))
     with pytest.raises(TypeError, match="Qwen3MoeSparseMoeBlock"):

@@ -96,6 +96,12 @@ class MoE(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        for name, value, least in (("hidden_size", hidden_size, 1), ("num_experts", num_experts, 1),
+                                   ("intermediate_size", intermediate_size, 1),
+                                   ("num_shared_experts", num_shared_experts, 0), ("ep_size", ep_size, 1),
+                                   ("partitions", partitions, 1)):
+            if not isinstance(value, int) or value < least:
+                raise ValueError(f"MoE: {name} must be an integer >= {least}, got {value!r}")
         if not 1 <= top_k <= num_experts:
             raise ValueError(f"MoE: top_k must be in [1, num_experts={num_experts}], got {top_k}")
         if num_experts % ep_size or (num_experts // ep_size) % partitions:
