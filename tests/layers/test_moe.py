@@ -1,3 +1,6 @@
+import copy
+import io
+
 import pytest
 import torch
 from torch import nn
@@ -161,6 +164,22 @@ def test_pack_for_inference_sees_changes_its_version_does_not_count(change):
         packed = moe(x).hidden
         moe.pack_for_inference(False)
         assert torch.equal(packed, moe(x).hidden)
+
+
+@pytest.mark.skipif(not _amx(), reason="the packed experts are for CPUs with AMX and the compiled extension")
+def test_packed_layer_pickles_and_copies_without_its_copy():
+    moe = MoE(64, 8, 2, 32, dtype=torch.bfloat16)
+    assert moe.pack_for_inference()
+    buf = io.BytesIO()
+    torch.save(moe, buf)  # the stamp's weak references cannot be pickled: the state leaves the copy out
+    assert buf.tell() < 1.5 * sum(p.numel() * p.element_size() for p in moe.parameters())
+    buf.seek(0)
+    x = torch.randn(16, 64, dtype=torch.bfloat16)
+    with torch.no_grad():
+        want = moe(x).hidden
+        for other in (torch.load(buf, weights_only=False), copy.deepcopy(moe)):
+            assert torch.equal(other(x).hidden, want)
+            assert other._tiles[0] is not None  # still packed: made again on the first call
 
 
 @pytest.mark.skipif(not _amx(), reason="the packed experts are for CPUs with AMX and the compiled extension")

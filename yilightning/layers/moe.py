@@ -187,6 +187,14 @@ class MoE(nn.Module):
         return (_optimizer_steps,) + tuple((weakref.ref(w.untyped_storage()), w.storage_offset(), w._version)
                                            for w in (self.w_gate_up, self.w_down))
 
+    def __getstate__(self) -> dict:
+        """Pickled (``torch.save`` of the module, ``copy.deepcopy``) without the packed copy: a
+        packed layer stays packed and makes it again on its first call."""
+        state = self.__dict__.copy()
+        if self._tiles is not None:
+            state["_tiles"] = (None, None, None)  # a stamp no weights match
+        return state
+
     def _current_tiles(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """pack_for_inference's tiles, packed again if the weights changed since (or dropped if
         they moved off the CPU)."""
