@@ -158,9 +158,9 @@ class MoE(nn.Module):
         ``torch.optim`` optimizer's step, an in-place change, ``load_state_dict``, new ``.data``),
         the next such call packs them again; only a change written through ``.data`` in place
         (``w.data.copy_(...)``, which PyTorch does not count) goes unseen: call this method again
-        after one. Returns whether the copy is
-        kept: False where it would not be used (no compiled extension, a CPU without AMX, the
-        weights not on the CPU, H or I not multiples of 32). ``enable=False`` drops it.
+        after one. Returns whether the copy is kept: False where it would not be used (no
+        compiled extension, a CPU without AMX, the weights not on the CPU, H or I not multiples of
+        32). ``enable=False`` drops it.
 
         >>> import torch
         >>> from yilightning.layers import MoE
