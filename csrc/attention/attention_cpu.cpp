@@ -172,7 +172,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd_cpu(const at::Tenso
   }
 
   // dK, dV of the key block [j0, j0 + BK) of sequence [s0, s1) and kv head hk, over the G query
-  // heads and the query rows that see it; with_dq: also add each block's dS K to dQ.
+  // heads and the query rows that see it; with_dq: also add each block's dS K to dQ (its rows
+  // zeroed first by the caller).
   auto key_block = [&](int64_t s0, int64_t s1, int64_t hk, int64_t j0, bool with_dq) {
     const int64_t j1 = std::min(j0 + BK, s1), cols = j1 - j0;
     const int64_t i_end = window > 0 ? std::min(s1, j1 - 1 + window) : s1;
@@ -196,11 +197,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd_cpu(const at::Tenso
         cpu::gemm_f32(false, true, rows, nc, D, 1.f, dO, ldq, V + c0 * ldk, ldk, 0.f, dP, BK);
         for (int64_t r = 0; r < rows; ++r) softmax_grad(P + r * BK, dP + r * BK, nc, dp[h * N + i0 + r]);
         cpu::gemm_f32(true, false, nc, D, rows, scale, dP, BK, Q, ldq, 1.f, dK + c0 * D, D);
-        // Key blocks come in order: a fixed summation order per dQ row. The first block a query
-        // block sees (the one holding its first row's first key) writes its dQ rows, later ones add.
+        // Key blocks come in order: a fixed summation order per dQ row. (Letting the first block
+        // a query block sees write its rows instead of adding left the rows past a window's
+        // reach, which that block's truncated query block does not cover, unwritten.)
         if (with_dq)
-          cpu::gemm_f32(false, false, rows, D, nc, scale, dP, BK, K + c0 * ldk, ldk,
-                        first_key(i0, s0, window) >= j0 ? 0.f : 1.f, dqp + (i0 * d.Hq + h) * D, ldq);
+          cpu::gemm_f32(false, false, rows, D, nc, scale, dP, BK, K + c0 * ldk, ldk, 1.f,
+                        dqp + (i0 * d.Hq + h) * D, ldq);
       }
     }
     for (int64_t c = 0; c < cols; ++c) {
@@ -215,6 +217,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd_cpu(const at::Tenso
                      [](const Task& a, const Task& b) { return a.s1 - a.s0 > b.s1 - b.s0; });
     cpu::run_dynamic(static_cast<int64_t>(order.size()), [&](int64_t t) {
       const Task task = order[t];
+      for (int64_t i = task.s0; i < task.s1; ++i)  // the task's dQ rows: its kv head's G query heads
+        std::fill_n(dqp + (i * d.Hq + task.h * G) * D, G * D, 0.f);
       for (int64_t j0 = task.s0; j0 < task.s1; j0 += BK) key_block(task.s0, task.s1, task.h, j0, true);
     });
   } else {

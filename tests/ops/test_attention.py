@@ -92,6 +92,25 @@ def test_gradients_match_reference(device, cpu_gemm, lengths, window, hq, hk, d,
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_windowed_gradients_do_not_depend_on_recycled_memory(device, threads):
+    """Sequences longer than a key block plus the window, on the one-pass backward: the rows of
+    dQ past a window's reach were left unwritten by the key block meant to write them and then
+    added to, so dQ held whatever its recycled memory held (found by fuzzing; fresh memory is
+    zero, hence the repeats)."""
+    q, k, v, cu = packed([600, 300, 47, 600], 2, 1, 64, device, seed=3)
+    q = q.requires_grad_()
+    ref, = torch.autograd.grad(attention_reference(q, k, v, cu, window=16).sum(), q)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for _ in range(3):
+            dq, = torch.autograd.grad(attention(q, k, v, cu, window=16).sum(), q)
+            torch.testing.assert_close(dq, ref, rtol=1e-4, atol=1e-4)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_bf16_gradients_close_to_fp32(device):
     q, k, v, cu = packed([150, 40], 4, 2, 64, device, torch.bfloat16, seed=2)
     grad = torch.randn(q.shape, device=device)
