@@ -1,3 +1,6 @@
+import copy
+import io
+
 import pytest
 import torch
 from transformers import Qwen3Config
@@ -143,13 +146,38 @@ def test_generation_with_cache_matches_full_forward(window, max_len, grad):
             torch.testing.assert_close(out_shared[b], full_shared[row], rtol=1e-5, atol=1e-5)
 
 
-def test_stacked_qkv_of_a_step_follows_weight_updates():
+@pytest.mark.parametrize("change", ["in place", "fused AdamW step", "new .data twice"])
+def test_stacked_qkv_of_a_step_follows_weight_updates(change):
+    """A fused optimizer writes without bumping versions, and a second new ``.data`` may land at
+    the first one's freed address: the stacked weights were once kept stale by both."""
     layer = HybridAttention(32, 4, 2, 16)
     x, pos = torch.randn(1, 32), torch.tensor([0])
     with torch.no_grad():
         layer.step(x, pos, layer.new_cache(1, 8, torch.float32, "cpu"))  # stacks the weights
-        layer.k_proj.weight.mul_(2)  # in place, as an optimizer step
+    if change == "in place":
+        with torch.no_grad():
+            layer.k_proj.weight.mul_(2)
+    elif change == "fused AdamW step":
+        layer(torch.randn(5, 32), torch.tensor([0, 5], dtype=torch.int32), torch.arange(5))[0].sum().backward()
+        torch.optim.AdamW(layer.parameters(), lr=0.1, fused=True).step()
+    else:
+        for _ in range(2):
+            layer.k_proj.weight.data = torch.randn_like(layer.k_proj.weight)
+    with torch.no_grad():
         cache = layer.new_cache(1, 8, torch.float32, "cpu")
         layer.step(x, pos, cache)
         want = rotary(layer.k_proj(x).view(1, 2, 16), pos, layer.rope_base)
     torch.testing.assert_close(cache.k[0, 0], want[0], rtol=1e-5, atol=1e-5)
+
+
+def test_pickles_and_copies_after_a_step():
+    layer = HybridAttention(32, 4, 2, 16)
+    x, pos = torch.randn(1, 32), torch.tensor([0])
+    with torch.no_grad():
+        layer.step(x, pos, layer.new_cache(1, 8, torch.float32, "cpu"))  # keeps the stacked q/k/v
+        buf = io.BytesIO()
+        torch.save(layer, buf)  # its stamp's weak references cannot be pickled: left out
+        buf.seek(0)
+        for other in (torch.load(buf, weights_only=False), copy.deepcopy(layer)):
+            a, b = layer.new_cache(1, 8, torch.float32, "cpu"), other.new_cache(1, 8, torch.float32, "cpu")
+            torch.testing.assert_close(other.step(x, pos, b), layer.step(x, pos, a))

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from yilightning.layers.linear import Linear, is_plain
+from yilightning.layers.stamp import weights_stamp
 from yilightning.ops import append_kv, attention, decode_attention, linear, rms_norm, rotary
 
 
@@ -156,16 +157,21 @@ class HybridAttention(nn.Module):
     def _qkv(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The q, k and v projections' weights (and biases) stacked, for one product per
         generation step instead of three (no-grad only, and only for plain ``Linear``
-        projections: a hooked one is called as a module); rebuilt when any of them is modified
-        in place (its version) or replaced (its storage). Longer inputs (training, prefill) keep
+        projections: a hooked one is called as a module); rebuilt whenever ``weights_stamp``
+        says they may have changed (an optimizer step, fused ones included). Longer inputs (training, prefill) keep
         three products: measured, the stacked one was 2-6% slower there (its q/k/v column
         slices are copied again by the ops after it)."""
         projs = (self.q_proj, self.k_proj, self.v_proj)
-        key = tuple((t.data_ptr(), t._version) for p in projs for t in p.parameters())
+        key = weights_stamp(*(t for p in projs for t in p.parameters()))
         if self._qkv_stacked is None or self._qkv_stacked[0] != key:
             bias = torch.cat([p.bias for p in projs]) if self.q_proj.bias is not None else None
             self._qkv_stacked = (key, torch.cat([p.weight for p in projs]), bias)
         return self._qkv_stacked[1], self._qkv_stacked[2]
+
+    def __getstate__(self) -> dict:
+        """Pickled (``torch.save`` of the module, ``copy.deepcopy``) without the stacked q/k/v
+        (and its stamp): made again on the next generation step."""
+        return {**self.__dict__, "_qkv_stacked": None}
 
     def forward(self, x: torch.Tensor, cu_seqlens: torch.Tensor, positions: torch.Tensor,
                 shared_kv: tuple[torch.Tensor, torch.Tensor] | None = None

@@ -10,28 +10,15 @@ otherwise.
 from __future__ import annotations
 
 import math
-import weakref
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from yilightning import _ext
 from yilightning.layers.linear import Linear
+from yilightning.layers.stamp import weights_stamp
 from yilightning.ops import load_balance_losses, moe_ffn, pack_experts, route, swiglu
-
-
-# Optimizer steps taken in this process, by any torch.optim optimizer, once a layer packed its
-# experts: part of what identifies the weights' values (pack_for_inference), since fused
-# optimizers (AdamW(fused=True), the trainer's) write the weights without bumping their version.
-_optimizer_steps = 0
-_step_hook = None
-
-
-def _count_optimizer_step(*_) -> None:
-    global _optimizer_steps
-    _optimizer_steps += 1
 
 
 @dataclass
@@ -174,22 +161,13 @@ class MoE(nn.Module):
                   and bool(_ext.module.build_info().get("cpu_amx"))
                   and self.hidden_size % 32 == 0 and self.intermediate_size % 32 == 0)
         if usable:
-            global _step_hook
-            if _step_hook is None:
-                _step_hook = register_optimizer_step_post_hook(_count_optimizer_step)
-            self._tiles = (pack_experts(self.w_gate_up), pack_experts(self.w_down), self._weights_stamp())
+            self._tiles = (pack_experts(self.w_gate_up), pack_experts(self.w_down),
+                           weights_stamp(self.w_gate_up, self.w_down))
         return usable
 
-    def _weights_stamp(self) -> tuple:
-        """What identifies the experts' weights' current values: their storages (weak references,
-        which die with them: a new storage at a freed one's address is not taken for it), offsets,
-        in-place versions, and the optimizer steps taken."""
-        return (_optimizer_steps,) + tuple((weakref.ref(w.untyped_storage()), w.storage_offset(), w._version)
-                                           for w in (self.w_gate_up, self.w_down))
-
     def __getstate__(self) -> dict:
-        """Pickled (``torch.save`` of the module, ``copy.deepcopy``) without the packed copy: a
-        packed layer stays packed and makes it again on its first call."""
+        """Pickled (``torch.save`` of the module, ``copy.deepcopy``) without the packed copy or
+        its stamp: a packed layer stays packed and makes the copy again on its first call."""
         state = self.__dict__.copy()
         if self._tiles is not None:
             state["_tiles"] = (None, None, None)  # a stamp no weights match
@@ -198,7 +176,7 @@ class MoE(nn.Module):
     def _current_tiles(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """pack_for_inference's tiles, packed again if the weights changed since (or dropped if
         they moved off the CPU)."""
-        if self._tiles[2] != self._weights_stamp() and not self.pack_for_inference():
+        if self._tiles[2] != weights_stamp(self.w_gate_up, self.w_down) and not self.pack_for_inference():
             return None
         return self._tiles[:2]
 

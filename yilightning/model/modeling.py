@@ -13,6 +13,7 @@ from transformers import PreTrainedModel
 
 from yilightning.layers import HybridAttention, LayerCache, Linear, MoE, RMSNorm, hybrid_schedule, kv_cache_bytes
 from yilightning.layers.linear import is_plain
+from yilightning.layers.stamp import weights_stamp
 from yilightning.model.config import YiLightningConfig
 from yilightning.ops import cross_entropy, lm_head_loss, lm_head_loss_fused, swiglu
 from yilightning.ops._autocast import autocast_inputs
@@ -272,12 +273,14 @@ class YiLightningForCausalLM(YiLightningPreTrainedModel):
         """The LM head's output for ``hidden``, computed when called as it would have been now:
         under this forward's grad mode, without autocast (a fused forward runs without it), and
         only while the head's weight is unchanged (not after an optimizer step)."""
-        weight, version, grad = self.lm_head.weight, self.lm_head.weight._version, torch.is_grad_enabled()
+        weight, grad = self.lm_head.weight, torch.is_grad_enabled()
+        stamp = weights_stamp(weight)
 
         def compute() -> torch.Tensor:
-            if weight._version != version:
-                raise RuntimeError("logits: the LM head's weight changed since this forward (an optimizer step?); "
-                                   "read out.logits before updating the weights, or run the model again")
+            if weights_stamp(weight) != stamp:
+                raise RuntimeError("logits: the LM head's weight may have changed since this forward (it was "
+                                   "modified or replaced, or an optimizer took a step); read out.logits before "
+                                   "updating the weights, or run the model again")
             with torch.set_grad_enabled(grad), torch.autocast(hidden.device.type, enabled=False):
                 return self.lm_head(hidden).view(*shape, -1)
         return compute
