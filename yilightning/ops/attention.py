@@ -126,28 +126,33 @@ def _check_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                              f"`window` slots may hold more), got {lens[:8]}")
 
 
-def _visible_slots(length: int, slots: int, window: int | None) -> tuple[int, int]:
-    """The cache slots a decode step reads (see decode_attention)."""
-    if length > slots:  # a wrapped ring buffer: every slot holds one of the last `window` tokens
-        return 0, slots
-    return (max(0, length - window) if window else 0), length
+def _decode_math(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, cache_seqlens: torch.Tensor,
+                 window: int | None, scale: float) -> torch.Tensor:
+    """decode_attention in fp32 PyTorch over every slot of the caches, the unseen ones masked:
+    no host sync, so it traces (the compiled op's backward recomputes through it)."""
+    B, Hq, D = q.shape
+    S, Hk = k_cache.shape[1:3]
+    slot = torch.arange(S, device=q.device)
+    length = cache_seqlens.to(q.device).long().unsqueeze(1)  # (B, 1)
+    first = (length - window).clamp(min=0) if window else torch.zeros_like(length)
+    # a wrapped ring buffer (more tokens than slots) holds the last `window` tokens in every slot
+    seen = (length > S) | ((slot >= first) & (slot < length))  # (B, S)
+    qg = q.float().view(B, Hk, Hq // Hk, D)  # query heads grouped by the kv head they read
+    scores = torch.einsum("bkgd,bskd->bkgs", qg, k_cache.float()) * scale
+    probs = scores.masked_fill(~seen.view(B, 1, 1, S), float("-inf")).softmax(-1)
+    return torch.einsum("bkgs,bskd->bkgd", probs, v_cache.float()).reshape(B, Hq, D).to(q.dtype)
 
 
 def decode_attention_reference(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                                cache_seqlens: torch.Tensor, *, window: int | None = None,
                                scale: float | None = None) -> torch.Tensor:
-    """Pure-PyTorch ``decode_attention`` (one softmax per sequence, fp32)."""
+    """Pure-PyTorch ``decode_attention`` (one masked softmax over the cache slots, fp32)."""
     _check_decode(q, k_cache, v_cache, cache_seqlens, window)
     scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
-    group = q.shape[1] // k_cache.shape[2]
-    outs = []
-    for b, length in enumerate(cache_seqlens.tolist()):
-        lo, hi = _visible_slots(length, k_cache.shape[1], window)
-        ks = k_cache[b, lo:hi].float().repeat_interleave(group, 1)  # (n, Hq, D)
-        vs = v_cache[b, lo:hi].float().repeat_interleave(group, 1)
-        probs = (torch.einsum("hd,nhd->hn", q[b].float(), ks) * scale).softmax(-1)
-        outs.append(torch.einsum("hn,nhd->hd", probs, vs))
-    return torch.stack(outs).to(q.dtype) if outs else q.new_empty(q.shape)
+    if q.shape[0] and not torch.compiler.is_compiling():  # only the slots up to the longest sequence
+        top = min(k_cache.shape[1], int(cache_seqlens.max()))  # (all of them once a ring wrapped)
+        k_cache, v_cache = k_cache[:, :top], v_cache[:, :top]
+    return _decode_math(q, k_cache, v_cache, cache_seqlens, window, scale)
 
 
 def decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, cache_seqlens: torch.Tensor, *,
@@ -165,6 +170,7 @@ def decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
     Reads the cache in place (a layer that shares KV passes the producer's tensors: no copy).
     Long caches are split and merged by log-sum-exp (flash-decoding). Under ``torch.autocast``
     the query takes the cache's dtype (casting the cache would copy it at every step).
+    Differentiable in ``q`` and the caches (the backward recomputes the step in PyTorch).
     """
     if torch.is_autocast_enabled(q.device.type):
         q = q.to(k_cache.dtype)
@@ -233,6 +239,24 @@ if _ext.module is not None:
     @torch.library.register_fake("yilightning::decode_attention")
     def _decode_fake(q, k_cache, v_cache, cache_seqlens, window, scale):  # noqa: ANN001
         return torch.empty_like(q)
+
+    def _decode_setup(ctx, inputs, output) -> None:  # noqa: ANN001
+        q, k_cache, v_cache, cache_seqlens, window, scale = inputs
+        ctx.save_for_backward(q, k_cache, v_cache, cache_seqlens)
+        ctx.window, ctx.scale = window, scale
+
+    def _decode_backward(ctx, grad):  # noqa: ANN001, ANN202
+        # A generation step needs no gradient: the rare caller that does gets it from the
+        # PyTorch math, recomputed (the kernel has no backward of its own).
+        q, k_cache, v_cache, cache_seqlens = ctx.saved_tensors
+        inputs = [t.detach().requires_grad_(need) for t, need in zip((q, k_cache, v_cache), ctx.needs_input_grad)]
+        with torch.enable_grad():
+            out = _decode_math(*inputs, cache_seqlens, ctx.window or None, ctx.scale)
+        wanted = [t for t in inputs if t.requires_grad]
+        grads = iter(torch.autograd.grad(out, wanted, grad))
+        return (*(next(grads) if t.requires_grad else None for t in inputs), None, None, None)
+
+    torch.library.register_autograd("yilightning::decode_attention", _decode_backward, setup_context=_decode_setup)
 
     @torch.library.register_fake("yilightning::attention")
     def _attention_fake(q, k, v, cu_seqlens, window, scale):  # noqa: ANN001
