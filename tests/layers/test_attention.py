@@ -114,8 +114,10 @@ def test_generation_step_calls_hooked_projections():
 
 @pytest.mark.parametrize("grad", [True, False])  # no-grad steps stack the q/k/v projections into one
 @pytest.mark.parametrize("window,max_len", [(None, 40), (4, 40), (64, 40)])
-def test_generation_with_cache_matches_full_forward(window, max_len, grad):
+@pytest.mark.parametrize("cache_dtype", [torch.float32, torch.bfloat16])  # a bf16 cache for an fp32 layer too
+def test_generation_with_cache_matches_full_forward(window, max_len, grad, cache_dtype):
     torch.manual_seed(1)
+    tol = dict(rtol=1e-5, atol=1e-5) if cache_dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
     layer = HybridAttention(32, 4, 2, 16, window=window, qk_norm=True)
     sharer = HybridAttention(32, 4, 2, 16, window=window, owns_kv=False)
     lengths, prompt = [17, 9], [5, 3]  # two sequences of different lengths, prompts of different lengths
@@ -124,7 +126,7 @@ def test_generation_with_cache_matches_full_forward(window, max_len, grad):
     pos = torch.cat([torch.arange(L) for L in lengths])
     full, kv = layer(torch.cat(xs), cu, pos)
     full_shared, _ = sharer(torch.cat(xs), cu, pos, shared_kv=kv)
-    cache = layer.new_cache(2, max_len, torch.float32, "cpu")
+    cache = layer.new_cache(2, max_len, cache_dtype, "cpu")
     assert cache.ring == (window is not None and window < max_len)
     # prefill the prompts, then step token by token
     p_cu = torch.tensor([0, prompt[0], sum(prompt)], dtype=torch.int32)
@@ -140,10 +142,11 @@ def test_generation_with_cache_matches_full_forward(window, max_len, grad):
         with torch.set_grad_enabled(grad):
             out = layer.step(x, positions, cache)
             out_shared = sharer.step(x, positions, cache)
+        assert out.dtype == out_shared.dtype == torch.float32
         for b in range(2):
             row = int(cu[b]) + offs[b]
-            torch.testing.assert_close(out[b], full[row], rtol=1e-5, atol=1e-5)
-            torch.testing.assert_close(out_shared[b], full_shared[row], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(out[b], full[row], **tol)
+            torch.testing.assert_close(out_shared[b], full_shared[row], **tol)
 
 
 @pytest.mark.parametrize("change", ["in place", "fused AdamW step", "new .data twice"])

@@ -217,7 +217,9 @@ class HybridAttention(nn.Module):
     def step(self, x: torch.Tensor, positions: torch.Tensor, cache: LayerCache) -> torch.Tensor:
         """One generation step: ``x [B, H]`` (one new token per sequence at ``positions [B]``)
         -> ``[B, H]``. A KV-owning layer appends its new K/V to ``cache`` first; a sharing layer
-        reads the producer's cache (already appended this step), with no copy."""
+        reads the producer's cache (already appended this step), with no copy. The cache may hold
+        another dtype than the layer's (a bf16 cache for an fp32 layer): the step attends in the
+        cache's dtype and returns ``x``'s."""
         projs = (self.q_proj, self.k_proj, self.v_proj)
         if self.owns_kv and not torch.is_grad_enabled() and all(is_plain(p) for p in projs):  # q, k, v in one product
             w, b = self._qkv()
@@ -231,5 +233,5 @@ class HybridAttention(nn.Module):
             if self.owns_kv:
                 k, v = self._keys_values(x[:, None], positions[:, None])
                 append_kv(cache.k, cache.v, k[:, 0], v[:, 0], positions, ring=cache.ring)
-        out = decode_attention(q, cache.k, cache.v, positions + 1, window=self.window)
-        return self.o_proj(out.reshape(x.shape[0], -1))
+        out = decode_attention(q.to(cache.k.dtype), cache.k, cache.v, positions + 1, window=self.window)
+        return self.o_proj(out.reshape(x.shape[0], -1).to(x.dtype))

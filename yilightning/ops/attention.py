@@ -107,8 +107,8 @@ def _check_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
     if q.dim() != 3 or q.dtype not in _FLOATS:
         raise ValueError(f"decode_attention: q must be a float [B, Hq, D] tensor, got {q.dtype} {tuple(q.shape)}")
     if k_cache.dim() != 4 or k_cache.shape != v_cache.shape or k_cache.dtype != q.dtype or v_cache.dtype != q.dtype:
-        raise ValueError(f"decode_attention: k_cache and v_cache must be [B, S, Hk, D] of q's dtype, got "
-                         f"{k_cache.dtype} {tuple(k_cache.shape)} and {v_cache.dtype} {tuple(v_cache.shape)}")
+        raise ValueError(f"decode_attention: k_cache and v_cache must be [B, S, Hk, D] of q's dtype ({q.dtype}), "
+                         f"got {k_cache.dtype} {tuple(k_cache.shape)} and {v_cache.dtype} {tuple(v_cache.shape)}")
     B, S, Hk, D = k_cache.shape
     if B != q.shape[0] or D != q.shape[2] or Hk < 1 or q.shape[1] < 1 or q.shape[1] % Hk or D < 1 or S < 1:
         raise ValueError(f"decode_attention: caches {tuple(k_cache.shape)} do not fit q {tuple(q.shape)} "
