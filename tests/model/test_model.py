@@ -200,6 +200,12 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="padded attention_mask is not supported"):
         model(torch.tensor([[1, 2, 3], [4, 5, 0]]), attention_mask=torch.tensor([[1, 1, 1], [1, 1, 0]]))
     assert model(torch.tensor([[1, 2, 3]]), attention_mask=torch.ones(1, 3)).logits.shape == (1, 3, 512)
+    ids = torch.randint(0, 512, (20,))  # packed: bad cu_seqlens are named (they were a shape mismatch)
+    for cu in ([0, 10, 19], [1, 10, 20], [0, 12, 10, 20]):
+        with pytest.raises(ValueError, match="cu_seqlens must start at 0, never decrease and end at N=20"):
+            model(ids, cu_seqlens=torch.tensor(cu, dtype=torch.int32))
+    with pytest.raises(ValueError, match="cu_seqlens must be an int32/int64"):
+        model(ids, cu_seqlens=torch.tensor([0.0, 20.0]))
     for kw, name in ((dict(temperature=-1.0), "temperature"), (dict(top_p=0.0), "top_p"), (dict(top_k=-2), "top_k"),
                      (dict(repetition_penalty=0.0), "repetition_penalty")):
         with pytest.raises(ValueError, match=f"generate: {name} must be"):

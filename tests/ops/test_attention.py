@@ -251,6 +251,9 @@ def test_append_kv_contiguous_and_bad_positions(device):
     if device.type == "cpu":
         with pytest.raises(ValueError, match="does not fit a cache of 4 slots"):
             append_kv(kc, vc, k, k, torch.tensor([0, 4]))
+        for ring in (False, True):  # a negative position once wrote the last slot
+            with pytest.raises(ValueError, match="positions must be >= 0"):
+                append_kv(kc, vc, k, k, torch.tensor([-1, 0]), ring=ring)
 
 
 def test_decode_bad_input():

@@ -66,6 +66,17 @@ def test_gradients_match_reference(cpu_gemm, rows):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("k,n", [(0, 4), (4, 0), (0, 0)])
+def test_gradients_of_empty_products(k, n):
+    """K or N = 0 (found by fuzzing: the backward's reshape(-1, 0) raised)."""
+    x, w, b = torch.randn(3, k, requires_grad=True), torch.randn(n, k, requires_grad=True), torch.randn(n, requires_grad=True)
+    linear(x, w, b).sum().backward()
+    xr, wr, br = (t.detach().clone().requires_grad_() for t in (x, w, b))
+    torch.nn.functional.linear(xr, wr, br).sum().backward()
+    for got, want in ((x.grad, xr.grad), (w.grad, wr.grad), (b.grad, br.grad)):
+        torch.testing.assert_close(got, want)
+
+
 def test_under_autocast_takes_the_autocast_dtype():
     x, w, b = _inputs((2,), 24, 40, torch.float32, bias=True)
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -17,6 +17,7 @@ from yilightning.layers.stamp import weights_stamp
 from yilightning.model.config import YiLightningConfig
 from yilightning.ops import cross_entropy, lm_head_loss, lm_head_loss_fused, swiglu
 from yilightning.ops._autocast import autocast_inputs
+from yilightning.ops.attention import check_cu_seqlens
 
 
 class DenseMLP(nn.Module):
@@ -190,6 +191,11 @@ class YiLightningForCausalLM(YiLightningPreTrainedModel):
             cu_seqlens = torch.arange(0, B * S + 1, S, dtype=torch.int32, device=input_ids.device)
         elif input_ids.dim() != 1:
             raise ValueError(f"with cu_seqlens, input_ids must be packed [N], got {tuple(input_ids.shape)}")
+        elif cu_seqlens.dtype not in (torch.int32, torch.int64) or cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2:
+            raise ValueError(f"cu_seqlens must be an int32/int64 [B + 1] tensor, got {cu_seqlens.dtype} "
+                             f"{tuple(cu_seqlens.shape)}")
+        else:
+            check_cu_seqlens(cu_seqlens, input_ids.numel(), "model")
         ids = input_ids.reshape(-1)
         if position_ids is None:
             starts = cu_seqlens[:-1].long().repeat_interleave((cu_seqlens[1:] - cu_seqlens[:-1]).long())

@@ -36,10 +36,16 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.
         raise ValueError("attention: cu_seqlens must be an int32 [B + 1] tensor of cumulative lengths starting at 0")
     if window is not None and window < 1:
         raise ValueError(f"attention: window must be >= 1 or None, got {window}")
+    check_cu_seqlens(cu_seqlens, q.shape[0], "attention")
+
+
+def check_cu_seqlens(cu_seqlens: torch.Tensor, n: int, op: str) -> None:
+    """Raises unless ``cu_seqlens`` (1-D) starts at 0, never decreases and ends at ``n`` (values
+    read in eager mode only: under torch.compile they would break the graph)."""
     if not torch.compiler.is_compiling():
         cu = cu_seqlens.tolist()
-        if cu[0] != 0 or cu[-1] != q.shape[0] or any(b < a for a, b in zip(cu, cu[1:])):
-            raise ValueError(f"attention: cu_seqlens must start at 0, never decrease and end at N={q.shape[0]}, "
+        if cu[0] != 0 or cu[-1] != n or any(b < a for a, b in zip(cu, cu[1:])):
+            raise ValueError(f"{op}: cu_seqlens must start at 0, never decrease and end at N={n}, "
                              f"got {cu[:8]}{'...' if len(cu) > 8 else ''}")
 
 
@@ -190,9 +196,12 @@ def append_kv(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor, v: 
     if k.shape != (B, *k_cache.shape[2:]) or v.shape != k.shape or positions.shape != (B,):
         raise ValueError(f"append_kv: need k, v [B={B}, Hk, D] matching the cache {tuple(k_cache.shape)} and "
                          f"positions [B], got {tuple(k.shape)}, {tuple(v.shape)}, {tuple(positions.shape)}")
-    if not ring and not positions.is_cuda and B and int(positions.max()) >= S:
-        raise ValueError(f"append_kv: position {int(positions.max())} does not fit a cache of {S} slots; "
-                         "allocate a longer cache or use a ring buffer")
+    if not positions.is_cuda and B:
+        if int(positions.min()) < 0:
+            raise ValueError(f"append_kv: positions must be >= 0, got {int(positions.min())}")
+        if not ring and int(positions.max()) >= S:
+            raise ValueError(f"append_kv: position {int(positions.max())} does not fit a cache of {S} slots; "
+                             "allocate a longer cache or use a ring buffer")
     slots = positions.long() % S if ring else positions.long()
     rows = torch.arange(B, device=k_cache.device)
     k_cache[rows, slots] = k.to(k_cache.dtype)

@@ -19,6 +19,8 @@ is ``F.linear`` itself, so GPUs run exactly what PyTorch runs.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -85,10 +87,11 @@ if _ext.module is not None:
 
     def _backward(ctx, grad):  # noqa: ANN001, ANN202
         x, weight = ctx.saved_tensors
-        g2 = grad.reshape(-1, grad.shape[-1])
+        rows = math.prod(grad.shape[:-1])  # explicit: reshape(-1, 0) is ambiguous for K or N = 0
+        g2 = grad.reshape(rows, grad.shape[-1])
         # Both products through the op again (its CPU GEMM reads the transposed views in place).
         dx = linear(grad, weight.t()) if ctx.needs_input_grad[0] else None
-        dw = linear(g2.t(), x.reshape(-1, x.shape[-1]).t()) if ctx.needs_input_grad[1] else None
+        dw = linear(g2.t(), x.reshape(rows, x.shape[-1]).t()) if ctx.needs_input_grad[1] else None
         db = g2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return dx, dw, db
 
