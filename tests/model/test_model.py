@@ -200,6 +200,8 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="padded attention_mask is not supported"):
         model(torch.tensor([[1, 2, 3], [4, 5, 0]]), attention_mask=torch.tensor([[1, 1, 1], [1, 1, 0]]))
     assert model(torch.tensor([[1, 2, 3]]), attention_mask=torch.ones(1, 3)).logits.shape == (1, 3, 512)
+    with pytest.raises(ValueError, match=r"a row per sequence \(2 here\)"):  # (was an IndexError)
+        model(torch.randint(0, 512, (2, 5)), cache=model.new_cache(1, 8))
     ids = torch.randint(0, 512, (20,))  # packed: bad cu_seqlens are named (they were a shape mismatch)
     for cu in ([0, 10, 19], [1, 10, 20], [0, 12, 10, 20]):
         with pytest.raises(ValueError, match="cu_seqlens must start at 0, never decrease and end at N=20"):

@@ -248,6 +248,11 @@ class YiLightningForCausalLM(YiLightningPreTrainedModel):
         # Checked on the CPU (on a GPU it would cost a host sync every step; generate checks its prompts).
         if ids.numel() and not ids.is_cuda and (int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size):
             raise ValueError(f"input_ids must lie in [0, vocab_size={self.config.vocab_size})")
+        if cache is not None:
+            rows = next(c.k.shape[0] for c in cache.layers if c is not None)
+            if len(cache.layers) != len(self.layers) or cu.numel() - 1 > rows:
+                raise ValueError(f"forward: the cache ({len(cache.layers)} layers, {rows} rows) must come from this "
+                                 f"model's new_cache with a row per sequence ({cu.numel() - 1} here)")
         hidden, aux, counts = self._run_layers(self.embed_tokens(ids), cu, pos, cache)
         # With labels on the CPU in fp32 the loss is fused with the LM head and no [N, V] logits
         # are formed unless ``out.logits`` is read (ops.lm_head_loss). Not for a replaced or
