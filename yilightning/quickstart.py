@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -96,8 +97,9 @@ def run_quickstart(out_dir: str | Path = "runs/quickstart", *, config: PretrainC
                    decontaminate: str | Path | None = None, progress: bool = True) -> Path:
     """Runs the whole tiny pipeline (``config`` defaults to the shipped ``tiny`` recipe: every
     stage, mixture, context growth, dynamic batch, long-context extension); returns the path of
-    ``report.md``."""
+    ``report.md``. Each run starts afresh: an earlier run's checkpoints in ``out_dir`` go."""
     out = Path(out_dir)
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
     cfg = config or PretrainConfig.from_yaml("tiny")
     tok, data_dir = prepare_data(out, vocab_size=vocab_size, stdlib_docs=stdlib_docs, math_docs=math_docs,
                                  decontaminate=decontaminate, by_source=bool(cfg.mixture))

@@ -140,6 +140,33 @@ def test_resume_without_checkpoint_and_bad_yaml(data, tmp_path):
         PretrainConfig.from_yaml(bad)
 
 
+def test_bad_settings_and_a_fresh_run_over_an_old_one(data, tmp_path):
+    """Found by fuzzing: max_steps=0 ran the whole schedule and a negative one trained nothing;
+    a fresh run into an earlier run's folder appended to its metrics and left its later
+    checkpoints to a later --resume; zero sizes failed deep inside; unknown model fields were
+    kept silently."""
+    d, tok = data
+    cfg = PretrainConfig(model=SMALL_MODEL, seq_len=64, batch_size=2, max_steps=3, log_every=1,
+                         checkpoint_every=3)
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="max_steps must be >= 1"):
+            pretrain(cfg, d, tmp_path, tok.vocab_size, max_steps=bad, progress=False)
+    for field, value in (("batch_size", 0), ("log_every", 0), ("checkpoint_every", 0), ("seq_len", "abc")):
+        with pytest.raises(ValueError, match=f"{field} must be an integer >= 1"):
+            PretrainConfig(**{field: value})
+    with pytest.raises(ValueError, match=r"model: unknown fields \['num_expert'\]"):
+        PretrainConfig(model={"num_expert": 8})
+    pretrain(cfg, d, tmp_path, tok.vocab_size, progress=False)
+    with pytest.raises(FileExistsError, match="up to step 3.*--resume"):
+        pretrain(cfg, d, tmp_path, tok.vocab_size, max_steps=2, progress=False)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "metrics.jsonl").write_text('{"step": 7}\n')  # metrics without checkpoints: started anew
+    pretrain(cfg, d, other, tok.vocab_size, max_steps=2, progress=False)
+    steps = [json.loads(line)["step"] for line in (other / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2]
+
+
 def test_shipped_recipe_loads():
     cfg = PretrainConfig.from_yaml("tiny")  # the packaged recipe, by name
     assert cfg == PretrainConfig.from_yaml(Path(__file__).resolve().parents[2] / "configs" / "pretrain" / "tiny.yaml")

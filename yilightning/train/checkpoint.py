@@ -99,6 +99,11 @@ def _step_of(path: Path) -> int | None:
         return None
 
 
+def checkpoint_steps(directory: str | os.PathLike) -> list[int]:
+    """The steps of the ``step-*`` checkpoint folders in ``directory``, in order (none: [])."""
+    return sorted(s for s in map(_step_of, Path(directory).glob("step-*")) if s is not None)
+
+
 def load_latest(directory: str | os.PathLike) -> dict[str, Any] | None:
     """The newest complete checkpoint's state, or None if there is none. ``latest.json`` names it;
     if that file is missing or unreadable, the newest ``step-*`` folder that loads is used."""

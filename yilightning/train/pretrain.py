@@ -5,6 +5,7 @@ exact resume (model, optimizer, data position and RNG state)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -23,7 +24,7 @@ from yilightning.data.mixture import MixtureDataset, mixture_weights
 from yilightning.layers import MoE
 from yilightning.model import YiLightningConfig, YiLightningForCausalLM
 from yilightning.ops import update_expert_bias
-from yilightning.train.checkpoint import CheckpointWriter, load_latest
+from yilightning.train.checkpoint import CheckpointWriter, checkpoint_steps, load_latest
 from yilightning.train.schedule import (BatchSizeController, DynamicBatchConfig, ScheduleConfig, lr_at,
                                        stage2_progress, stage_bounds)
 
@@ -91,6 +92,14 @@ class PretrainConfig:
     def __post_init__(self) -> None:
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
+        for name in ("seq_len", "batch_size", "grad_accum", "max_steps", "log_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        unknown = set(self.model) - {f.name for f in dataclasses.fields(YiLightningConfig)}
+        if unknown:  # YiLightningConfig itself keeps unknown keys (transformers' configs do)
+            raise ValueError(f"model: unknown fields {sorted(unknown)}; the fields are YiLightningConfig's "
+                             "(`yilightning info` shows a preset's)")
 
     def autocast(self, device: torch.device) -> bool:
         """Whether the forward runs under bf16 autocast on ``device``."""
@@ -140,6 +149,14 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
     """Train from the packed token files in ``data_dir``; write metrics and checkpoints to
     ``out_dir``. ``max_steps`` stops early (the schedule still spans ``cfg.max_steps``)."""
     out = Path(out_dir)
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"pretrain: max_steps must be >= 1 (or None for the whole schedule), got {max_steps}")
+    if not resume and checkpoint_steps(out / "checkpoints"):
+        # a fresh run beside them would log over the old metrics and leave the old run's later
+        # checkpoints to a later --resume
+        raise FileExistsError(f"pretrain: {out} holds checkpoints of an earlier run (up to step "
+                              f"{checkpoint_steps(out / 'checkpoints')[-1]}); pass --resume to continue it, or "
+                              "another --out (or delete that folder) to start afresh")
     rank, world, owns_group = _init_distributed()
     main = rank == 0
     if main:
@@ -175,9 +192,9 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
         if main:
             _truncate_metrics(out / "metrics.jsonl", step)
     total = cfg.max_steps + cfg.long_context.steps
-    stop = min(total, max_steps or total)
+    stop = min(total, max_steps) if max_steps is not None else total
     in_long = False
-    metrics = open(out / "metrics.jsonl", "a") if main else None
+    metrics = open(out / "metrics.jsonl", "a" if resume else "w") if main else None
     def stage_at(batch: int) -> tuple[str, float]:  # batches are drawn lazily, during the current step
         return lr_at(step, cfg.max_steps, cfg.schedule)[1], stage2_progress(step, cfg.max_steps, cfg.schedule)
 
