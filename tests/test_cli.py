@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from yilightning import _ext
 from yilightning.cli import main
 
@@ -32,6 +34,19 @@ def test_kv_cache_table_reproduces_the_report(capsys):
     assert "| 64K |" in out and "82.8%" in out
     assert main(["kv-cache", "--no-share", "--window", "8192"]) == 0
     assert "not shared" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["info", "--preset", "bogus"], "unknown preset 'bogus'"),
+    (["kv-cache", "--kv-heads", "-1"], "num_kv_heads must be >= 1"),
+    (["generate", "--model", "/nonexistent", "--prompt", "hi"], "no tokenizer.model at /nonexistent"),
+    (["pretrain", "--config", "/nonexistent.yaml", "--out", "unused"], "no recipe file /nonexistent.yaml"),
+])
+def test_user_errors_print_a_message_not_a_traceback(capsys, argv, words):
+    """Found by fuzzing: these printed tracebacks (and kv-cache a table of negative sizes)."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"yilightning {argv[0]}: error:" in err and words in err and "Traceback" not in err
 
 
 def test_info_paper_preset(capsys):

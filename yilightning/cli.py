@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+
+import yaml
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -224,8 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs a subcommand; a user's mistake (a bad value, path or recipe) prints its message and
+    returns 2, as argparse does for a bad flag (``YL_TRACEBACK=1`` shows the traceback)."""
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError, FileExistsError, yaml.YAMLError) as e:
+        if os.environ.get("YL_TRACEBACK"):
+            raise
+        print(f"yilightning {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

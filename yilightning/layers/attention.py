@@ -61,6 +61,13 @@ class KVLayout:
     swa_per_full: int = 3
     share_full_kv: bool = True
 
+    def __post_init__(self) -> None:
+        for name in ("num_layers", "num_kv_heads", "head_dim", "window"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"KVLayout: {name} must be >= 1, got {getattr(self, name)}")
+        if self.swa_per_full < 0:
+            raise ValueError(f"KVLayout: swa_per_full must be >= 0, got {self.swa_per_full}")
+
     def schedule(self) -> list[LayerSpec]:
         return hybrid_schedule(self.num_layers, self.swa_per_full, self.share_full_kv)
 
