@@ -55,3 +55,15 @@ def test_bad_input_names_the_problem(tmp_path):
     pq.write_table(pa.table({"body": ["x"]}), tmp_path / "col.parquet")
     with pytest.raises(ValueError, match="no column 'text'"):
         list(read_documents(tmp_path / "col.parquet"))
+
+
+def test_parquet_bytes_are_text_and_other_columns_are_refused(tmp_path):
+    """Found by fuzzing: a binary column gave documents like "b'...'", a list column "['a', 'b']"."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"text": pa.array([b"caf\xc3\xa9", b"bad \xff"], pa.binary())}), tmp_path / "b.parquet")
+    assert [d.text for d in read_documents(tmp_path / "b.parquet")] == ["café", "bad \ufffd"]
+    pq.write_table(pa.table({"text": [["a", "b"]], "n": [1]}), tmp_path / "l.parquet")
+    with pytest.raises(ValueError, match="column .text. holds list<.*string>, not text"):
+        list(read_documents(tmp_path / "l.parquet"))

@@ -1,4 +1,5 @@
 import os
+import re
 
 import pytest
 
@@ -56,6 +57,18 @@ def test_chat_template_masks_only_assistant_replies(tok):
     assert tok.decode(gen_ids).endswith(f"{IM_START}assistant\n") and not any(gen_mask)
     with pytest.raises(ValueError, match="role in"):
         tok.apply_chat_template([{"role": "robot", "content": "x"}])
+    # found by fuzzing: an AttributeError; and a tokenizer without the markers used <unk> for them
+    with pytest.raises(ValueError, match="role in"):
+        tok.apply_chat_template(["x"])
+    with pytest.raises(ValueError, match=re.escape(f"has no {IM_START} / {IM_END} pieces")):
+        train_tokenizer(CORPUS, vocab_size=500, special_tokens=()).apply_chat_template(msgs)
+    with pytest.raises(TypeError, match="sequence of token ids, got str"):  # was a RecursionError
+        tok.decode("abc")
+
+
+def test_u2581_comes_back_as_a_space(tok):
+    """SentencePiece's own mark for a space: documented, as in every SentencePiece tokenizer."""
+    assert tok.decode(tok.encode("bars \u2581\u2582")) == "bars  \u2582"
 
 
 def test_save_load(tok, tmp_path):

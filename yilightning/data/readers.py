@@ -91,17 +91,22 @@ def _jsonl(path: Path, field: str) -> Iterator[Document]:
 
 def _parquet(path: Path, field: str, batch_rows: int) -> Iterator[Document]:
     try:
+        import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         raise ImportError("read_documents: reading Parquet needs pyarrow (pip install 'yilightning[parquet]')") from None
     pf = pq.ParquetFile(path)
     if field not in pf.schema_arrow.names:
         raise ValueError(f"read_documents: {path} has no column {field!r} (columns: {', '.join(pf.schema_arrow.names)})")
+    kind = pf.schema_arrow.field(field).type
+    binary = pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
+    if not (binary or pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        raise ValueError(f"read_documents: {path}: column {field!r} holds {kind}, not text; pass text_field=...")
     row = 0
     for batch in pf.iter_batches(batch_size=batch_rows, columns=[field]):
         for text in batch.column(0).to_pylist():
-            if text is not None:
-                yield Document(str(text), f"{path}:{row}")
+            if text is not None:  # bytes as UTF-8, bad bytes replaced, as the text readers do
+                yield Document(text.decode("utf-8", errors="replace") if binary else text, f"{path}:{row}")
             row += 1
 
 

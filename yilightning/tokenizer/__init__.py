@@ -136,6 +136,8 @@ class Tokenizer:
 
     def decode(self, ids: Sequence[int] | Sequence[Sequence[int]]) -> str | list[str]:
         """Text of one id list, or of each id list of a list."""
+        if isinstance(ids, (str, bytes)):
+            raise TypeError(f"decode: ids must be a sequence of token ids, got {type(ids).__name__}")
         ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)  # numpy arrays, tensors
         if ids and hasattr(ids[0], "__len__"):
             return [self.decode(x) for x in ids]
@@ -158,11 +160,14 @@ class Tokenizer:
         role system/user/assistant. The mask is 1 on the assistant replies and their closing
         ``<|im_end|>`` (what SFT learns), 0 elsewhere. ``add_generation_prompt`` appends an open
         assistant turn for generation."""
+        if self.sp.id_to_piece(self.im_start) != IM_START or self.sp.id_to_piece(self.im_end) != IM_END:
+            raise ValueError(f"apply_chat_template: this tokenizer has no {IM_START} / {IM_END} pieces; train it "
+                             "with them among special_tokens (the default)")
         ids: list[int] = []
         mask: list[int] = []
         newline = self.sp.encode("\n")
         for i, m in enumerate(messages):
-            role, content = m.get("role"), m.get("content")
+            role, content = (m.get("role"), m.get("content")) if isinstance(m, dict) else (None, None)
             if role not in ROLES or not isinstance(content, str):
                 raise ValueError(f"apply_chat_template: message {i} needs role in {ROLES} and a string content, got {m!r}")
             head = [self.im_start] + self.sp.encode(role) + newline
@@ -193,7 +198,9 @@ def train_tokenizer(texts: Iterable[str] | None = None, *, files: Sequence[str |
                     vocab_size: int = 8192, special_tokens: Sequence[str] = DEFAULT_SPECIAL_TOKENS,
                     max_sentences: int = 2_000_000, num_threads: int | None = None) -> Tokenizer:
     """Train SentencePiece BPE on in-memory ``texts`` and/or text ``files`` (one sample per
-    line): digits split, byte fallback, identity normalisation (decode(encode(x)) == x), the
+    line): digits split, byte fallback, identity normalisation (decode(encode(x)) == x, except
+    that U+2581 "▁", SentencePiece's own mark for a space, comes back as a space, as in every
+    SentencePiece tokenizer and in transformers' reading of this one), the
     special tokens as single pieces, no dummy-prefix space (segments concatenate exactly);
     pad/unk/bos/eos are ids 0-3. ``vocab_size`` is 100,352 for
     the paper preset; at least 300 (the byte pieces)."""
