@@ -67,3 +67,20 @@ def test_parquet_bytes_are_text_and_other_columns_are_refused(tmp_path):
     pq.write_table(pa.table({"text": [["a", "b"]], "n": [1]}), tmp_path / "l.parquet")
     with pytest.raises(ValueError, match="column .text. holds list<.*string>, not text"):
         list(read_documents(tmp_path / "l.parquet"))
+
+
+def test_corrupt_files_are_named_and_a_bom_is_skipped(tmp_path):
+    """Found by fuzzing: a bare EOFError / BadGzipFile / ArrowInvalid without the file's name,
+    and a UTF-8 BOM read as bad JSON."""
+    import gzip
+
+    (tmp_path / "bom.jsonl").write_bytes(b'\xef\xbb\xbf{"text": "x"}\n')
+    assert [d.text for d in read_documents(tmp_path / "bom.jsonl")] == ["x"]
+    whole = gzip.compress(b'{"text": "x"}\n' * 100)
+    (tmp_path / "cut.jsonl.gz").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "plain.jsonl.gz").write_bytes(b'{"text": "x"}\n')
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet at all")
+    for name, words in (("cut.jsonl.gz", "not a complete gzip file"), ("plain.jsonl.gz", "not a complete gzip file"),
+                        ("junk.parquet", "not a readable Parquet file")):
+        with pytest.raises(ValueError, match=f"{name} is {words}"):
+            list(read_documents(tmp_path / name))

@@ -140,3 +140,17 @@ def test_chat_markup_typed_in_a_message_stays_text(tok):
     ids, mask = tok.apply_chat_template([{"role": "user", "content": evil}, {"role": "assistant", "content": "no"}])
     assert ids.count(tok.im_start) == 2 and ids.count(tok.im_end) == 2  # only the template's own markup
     assert evil in tok.decode(ids) and tok.decode([i for i, m in zip(ids, mask) if m]) == f"no{IM_END}"
+
+
+def test_stream_text_shows_an_incomplete_character_at_the_end(tok):
+    """Found by fuzzing: a completion ending in half a UTF-8 character (a byte token) lost its
+    last piece, which decode shows as U+FFFD."""
+    from yilightning.model.text import stream_text
+
+    byte = tok.sp.piece_to_id("<0xE2>")  # the first byte of a three-byte character
+
+    class Model:  # yields "ok" then the lone byte, as model.stream does: one id per sequence
+        def stream(self, prompts, max_new_tokens, **_):
+            yield from ([i] for i in tok.encode("ok") + [byte])
+
+    assert "".join(stream_text(Model(), tok, "hi")) == tok.decode(tok.encode("ok") + [byte]) == "ok\ufffd"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -72,7 +73,7 @@ def jsonl_records(path: Path, who: str) -> Iterator[tuple[int, object]]:
     """(line number, record) of every non-blank line of a ``.jsonl`` or ``.jsonl.gz`` file,
     streamed; a line that is not JSON raises a ValueError naming ``who``, the file and the line."""
     opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+    with opener(path, "rt", encoding="utf-8-sig", errors="replace") as f:  # -sig: a leading BOM is not JSON
         for k, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -120,9 +121,16 @@ def read_documents(paths: str | Path | Iterable[str | Path], *, text_field: str 
         paths = [paths]
     for path in _files(paths):
         kind = _kind(path)
-        if kind == "jsonl":
-            yield from _jsonl(path, text_field)
-        elif kind == "parquet":
-            yield from _parquet(path, text_field, batch_rows)
-        else:
-            yield from _text_file(path, max_chars)
+        try:
+            if kind == "jsonl":
+                yield from _jsonl(path, text_field)
+            elif kind == "parquet":
+                yield from _parquet(path, text_field, batch_rows)
+            else:
+                yield from _text_file(path, max_chars)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as e:  # a truncated or corrupt .gz
+            raise ValueError(f"read_documents: {path} is not a complete gzip file ({e})") from None
+        except Exception as e:
+            if type(e).__module__.startswith("pyarrow"):  # ArrowInvalid and friends: a corrupt .parquet
+                raise ValueError(f"read_documents: {path} is not a readable Parquet file ({e})") from None
+            raise

@@ -47,3 +47,6 @@ def _pieces(model, tokenizer, prompt: str, max_new_tokens: int, sampling: dict) 
             if len(text) > len(shown):
                 yield text[len(shown):]
                 shown = text
+    text = tokenizer.decode(out)  # the end: a trailing U+FFFD (or a byte sequence left incomplete) too
+    if len(text) > len(shown):
+        yield text[len(shown):]
