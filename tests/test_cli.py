@@ -117,3 +117,9 @@ def test_pretrain_on_user_files(tmp_path, capsys):
     assert f"corpus: {data}" in out and "cleaning: 600 documents" in out and "safety filter:" in out
     assert (tmp_path / "run" / "model" / "model.safetensors").exists()
     assert "sources: corpus (573 documents)" in out and (tmp_path / "run" / "data" / "corpus" / "tokens.u32").exists()
+
+
+def test_pretrain_on_too_little_text_says_so(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["pretrain", "--config", "tiny", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "run")]) == 2
+    assert "no document survived cleaning" in capsys.readouterr().err

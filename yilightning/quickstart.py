@@ -49,6 +49,9 @@ def prepare_data(out_dir: Path, *, vocab_size: int = 4096, stdlib_docs: int | No
                            hook=hook)
     docs = list(cleaned)
     lines += cleaned.report.lines()
+    if not docs:
+        raise ValueError("prepare_data: no document survived cleaning (" + "; ".join(cleaned.report.lines()) +
+                         "); give more text")
     organised = organize(docs)
     docs = organised.docs
     lines.append(organised.summary())
@@ -56,7 +59,11 @@ def prepare_data(out_dir: Path, *, vocab_size: int = 4096, stdlib_docs: int | No
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "report.txt").write_text("\n".join(lines) + "\n")
     texts = [d.text for d in docs]
-    tok = train_tokenizer(texts, vocab_size=vocab_size)
+    try:
+        tok = train_tokenizer(texts, vocab_size=vocab_size)
+    except ValueError as e:  # too little text for the vocabulary: say how much there was
+        raise ValueError(f"prepare_data: {len(texts)} documents, {sum(map(len, texts)):,} characters are too "
+                         f"little text for a {vocab_size}-token vocabulary; give more text ({e})") from None
     tok.save(model_dir)
     if not by_source:
         write_tokens(tok.encode(texts), data_dir, tok.eos_id)

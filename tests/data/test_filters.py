@@ -23,6 +23,14 @@ def test_quality_issue(text, reason):
     assert quality_issue(text) == reason
 
 
+def test_degenerate_settings():
+    """Found by fuzzing: ZeroDivisionErrors, and a non-UTF-8 benchmark file raised where the
+    readers replace bad bytes."""
+    assert quality_issue("", QualityConfig(min_chars=0)) == "length"
+    with pytest.raises(ValueError, match="must be >= 1"):
+        MinHashDedup(num_perm=0, bands=0)
+
+
 def test_minhash_finds_near_duplicates_only():
     m = MinHashDedup()
     base = PROSE * 3
@@ -33,6 +41,12 @@ def test_minhash_finds_near_duplicates_only():
     assert not m.is_duplicate("Sam has 97 coins and buys 5 more, then gives away 5. Sam now has 97 coins.")
     with pytest.raises(ValueError, match="multiple of bands"):
         MinHashDedup(num_perm=10, bands=3)
+
+
+def test_decontamination_reads_bad_bytes_as_the_readers_do(tmp_path):
+    bench = " ".join(f"w{i}" for i in range(40))
+    (tmp_path / "bench.txt").write_bytes(b"\xff\xfe " + bench.encode())
+    assert Decontaminator.from_file(tmp_path / "bench.txt").contaminated("x " + bench + " y")
 
 
 def test_decontamination_uses_30_word_spans(tmp_path):

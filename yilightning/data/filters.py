@@ -34,7 +34,7 @@ def quality_issue(text: str, cfg: QualityConfig = QualityConfig()) -> str | None
     """Why ``text`` fails the quality heuristics (``"length"``, ``"symbols"``, ``"repetition"``,
     ``"language"``), or ``None`` when it passes."""
     n = len(text)
-    if n < cfg.min_chars:
+    if n < cfg.min_chars or n == 0:  # (min_chars=0 keeps no empty document either)
         return "length"
     letters = sum(c.isalnum() for c in text)
     spaces = sum(c.isspace() for c in text)
@@ -66,6 +66,9 @@ class MinHashDedup:
 
     def __init__(self, num_perm: int = 64, bands: int = 16, shingle: int = 5, threshold: float = 0.8,
                  seed: int = 0) -> None:
+        if bands < 1 or num_perm < 1 or shingle < 1:
+            raise ValueError(f"MinHashDedup: num_perm, bands and shingle must be >= 1, got {num_perm}, {bands}, "
+                             f"{shingle}")
         if num_perm % bands:
             raise ValueError(f"MinHashDedup: num_perm ({num_perm}) must be a multiple of bands ({bands})")
         if not 0.0 < threshold <= 1.0:
@@ -139,7 +142,7 @@ class Decontaminator:
             texts = [" ".join(str(rec[f]) for f in field_names if f in rec)
                      for _, rec in jsonl_records(path, "Decontaminator") if isinstance(rec, dict)]
         else:
-            texts = path.read_text(encoding="utf-8").splitlines()
+            texts = path.read_text(encoding="utf-8", errors="replace").splitlines()  # as the readers do
         return cls(texts, n)
 
 
