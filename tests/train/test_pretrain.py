@@ -35,6 +35,12 @@ def test_schedule_stages():
     assert len(fast) == 20 and fast[0] == 0.5 and fast[-1] == pytest.approx(0.0)
 
 
+def test_packed_dataset_of_no_tokens_says_so(tmp_path):
+    write_tokens([], tmp_path, 3)  # found by fuzzing: "cannot mmap an empty file"
+    with pytest.raises(ValueError, match="tokens.u32 holds no tokens"):
+        PackedDataset(tmp_path, 8)
+
+
 def test_packed_pieces_keep_document_boundaries(data):
     d, tok = data
     ds = PackedDataset(d, seq_len=64)

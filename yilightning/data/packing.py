@@ -49,6 +49,8 @@ class PackedDataset:
         if seq_len < 1 or block_len % seq_len:
             raise ValueError(f"PackedDataset: block_len ({block_len}) must be a positive multiple of seq_len "
                              f"({seq_len})")
+        if (d / "tokens.u32").stat().st_size == 0:  # np.memmap cannot map an empty file
+            raise ValueError(f"PackedDataset: {d}/tokens.u32 holds no tokens")
         self.tokens = np.memmap(d / "tokens.u32", dtype=np.uint32, mode="r")
         self.doc_starts = np.fromfile(d / "docs.i64", dtype=np.int64) if (d / "docs.i64").exists() else np.zeros(0)
         if len(self.doc_starts) == 0 or self.doc_starts[0] != 0 or self.doc_starts[-1] != len(self.tokens):
