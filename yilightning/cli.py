@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError, FileExistsError, yaml.YAMLError) as e:
-        if os.environ.get("YL_TRACEBACK"):
+        if os.environ.get("YL_TRACEBACK", "").strip() not in ("", "0"):
             raise
         print(f"yilightning {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -13,8 +13,9 @@ import torch
 
 from yilightning.data import (Decontaminator, clean_corpus, embedded_corpus, organize, read_documents,
                               write_tokens)
-from yilightning.tokenizer import Tokenizer, train_tokenizer
+from yilightning.tokenizer import MIN_VOCAB, Tokenizer, train_tokenizer
 from yilightning.train import PretrainConfig, pretrain
+from yilightning.train.checkpoint import checkpoint_steps
 from yilightning.train.plots import plot_run
 
 PROMPTS = ["Return the", "Question: what is 12 + 7? Answer:", "This module provides"]
@@ -62,6 +63,8 @@ def prepare_data(out_dir: Path, *, vocab_size: int = 4096, stdlib_docs: int | No
     try:
         tok = train_tokenizer(texts, vocab_size=vocab_size)
     except ValueError as e:  # too little text for the vocabulary: say how much there was
+        if vocab_size < MIN_VOCAB:
+            raise
         raise ValueError(f"prepare_data: {len(texts)} documents, {sum(map(len, texts)):,} characters are too "
                          f"little text for a {vocab_size}-token vocabulary; give more text ({e})") from None
     tok.save(model_dir)
@@ -104,12 +107,17 @@ def run_quickstart(out_dir: str | Path = "runs/quickstart", *, config: PretrainC
                    decontaminate: str | Path | None = None, progress: bool = True) -> Path:
     """Runs the whole tiny pipeline (``config`` defaults to the shipped ``tiny`` recipe: every
     stage, mixture, context growth, dynamic batch, long-context extension); returns the path of
-    ``report.md``. Each run starts afresh: an earlier run's checkpoints in ``out_dir`` go."""
+    ``report.md``. Each run starts afresh: an earlier quickstart's checkpoints in ``out_dir``
+    go (a folder with another run's checkpoints is refused, as ``pretrain`` refuses it)."""
     out = Path(out_dir)
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    marker = out / ".quickstart"  # this folder is a quickstart's: its checkpoints may be replaced
+    if marker.exists():
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
     cfg = config or PretrainConfig.from_yaml("tiny")
     tok, data_dir = prepare_data(out, vocab_size=vocab_size, stdlib_docs=stdlib_docs, math_docs=math_docs,
                                  decontaminate=decontaminate, by_source=bool(cfg.mixture))
+    if not checkpoint_steps(out / "checkpoints"):
+        marker.touch()
     model = pretrain(cfg, data_dir, out, tok.vocab_size, progress=progress)
     model.save_pretrained(out / "model")
     samples = []

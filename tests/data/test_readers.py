@@ -64,6 +64,8 @@ def test_parquet_bytes_are_text_and_other_columns_are_refused(tmp_path):
 
     pq.write_table(pa.table({"text": pa.array([b"caf\xc3\xa9", b"bad \xff"], pa.binary())}), tmp_path / "b.parquet")
     assert [d.text for d in read_documents(tmp_path / "b.parquet")] == ["café", "bad \ufffd"]
+    pq.write_table(pa.table({"text": pa.array(["x", "y", "x"]).dictionary_encode()}), tmp_path / "c.parquet")
+    assert [d.text for d in read_documents(tmp_path / "c.parquet")] == ["x", "y", "x"]  # a pandas category
     pq.write_table(pa.table({"text": [["a", "b"]], "n": [1]}), tmp_path / "l.parquet")
     with pytest.raises(ValueError, match="column .text. holds list<.*string>, not text"):
         list(read_documents(tmp_path / "l.parquet"))

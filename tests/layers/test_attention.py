@@ -178,6 +178,10 @@ def test_pickles_and_copies_after_a_step():
     x, pos = torch.randn(1, 32), torch.tensor([0])
     with torch.no_grad():
         layer.step(x, pos, layer.new_cache(1, 8, torch.float32, "cpu"))  # keeps the stacked q/k/v
+        stacked = layer._qkv_stacked[1]
+        layer.step(x, pos, layer.new_cache(1, 8, torch.float32, "cpu"))
+        assert layer._qkv_stacked[1] is stacked  # kept while the weights stay
+        layer.compile()  # nn.Module's own state handling (a compiled call) still applies
         buf = io.BytesIO()
         torch.save(layer, buf)  # its stamp's weak references cannot be pickled: left out
         buf.seek(0)

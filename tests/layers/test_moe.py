@@ -166,6 +166,26 @@ def test_pack_for_inference_sees_changes_its_version_does_not_count(change):
         assert torch.equal(packed, moe(x).hidden)
 
 
+def test_weights_stamp_is_stable_while_nothing_changes():
+    from yilightning.layers.stamp import weights_stamp
+
+    w = torch.randn(4, 4)
+    assert weights_stamp(w) == weights_stamp(w)  # else every call would pack / stack anew
+    v = w.clone()
+    assert weights_stamp(w) != weights_stamp(v)
+
+
+@pytest.mark.skipif(not _amx(), reason="the packed experts are for CPUs with AMX and the compiled extension")
+def test_packed_copy_is_kept_across_calls():
+    moe = MoE(64, 8, 2, 32, dtype=torch.bfloat16)
+    assert moe.pack_for_inference()
+    tiles = moe._tiles[0]
+    with torch.no_grad():
+        moe(torch.randn(16, 64, dtype=torch.bfloat16))
+        moe(torch.randn(16, 64, dtype=torch.bfloat16))
+    assert moe._tiles[0] is tiles
+
+
 @pytest.mark.skipif(not _amx(), reason="the packed experts are for CPUs with AMX and the compiled extension")
 def test_packed_layer_pickles_and_copies_without_its_copy():
     moe = MoE(64, 8, 2, 32, dtype=torch.bfloat16)

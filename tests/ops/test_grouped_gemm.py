@@ -93,7 +93,6 @@ def test_non_contiguous_operands(device):
     torch.testing.assert_close(grouped_gemm(a_nc, b_nc, gs), ref, rtol=1e-5, atol=1e-5)
 
 
-
 @pytest.mark.parametrize("dtype", [torch.bfloat16, BF16_VIA_FP32, torch.float16])
 def test_forward_and_backward_under_autocast(device, resolve_dtype, dtype):
     """fp32 operands under autocast run in its dtype, backward inside the region too. The CPU
@@ -112,6 +111,7 @@ def test_forward_and_backward_under_autocast(device, resolve_dtype, dtype):
     ones = torch.ones_like(ref)
     want_da = grouped_gemm_reference(ones, b.detach().to(dtype).float().transpose(1, 2), gs, trans_b=True)
     torch.testing.assert_close(a.grad, want_da, rtol=2e-2, atol=5e-2)
+
 
 @needs_ext
 def test_large_outputs_reuse_their_memory():

@@ -197,6 +197,9 @@ def test_quickstart_pipeline_small(tmp_path):
     assert "![loss](loss.png)" in text and (tmp_path / "expert_load.png").exists()
     assert "nats/token against" in text and "for the unigram distribution" in text
     assert (tmp_path / "model" / "config.json").exists()
+    # run again into its own folder: started afresh (an earlier run's checkpoints would stop pretrain)
+    run_quickstart(tmp_path, config=cfg, vocab_size=400, stdlib_docs=100, math_docs=200, progress=False)
+    assert [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
 
 
 def test_unigram_entropy(tmp_path):

@@ -100,8 +100,10 @@ def _parquet(path: Path, field: str, batch_rows: int) -> Iterator[Document]:
     if field not in pf.schema_arrow.names:
         raise ValueError(f"read_documents: {path} has no column {field!r} (columns: {', '.join(pf.schema_arrow.names)})")
     kind = pf.schema_arrow.field(field).type
-    binary = pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
-    if not (binary or pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+    values = kind.value_type if pa.types.is_dictionary(kind) else kind  # (a pandas category column)
+    t = pa.types
+    binary = t.is_binary(values) or t.is_large_binary(values) or t.is_binary_view(values)
+    if not (binary or t.is_string(values) or t.is_large_string(values) or t.is_string_view(values)):
         raise ValueError(f"read_documents: {path}: column {field!r} holds {kind}, not text; pass text_field=...")
     row = 0
     for batch in pf.iter_batches(batch_size=batch_rows, columns=[field]):

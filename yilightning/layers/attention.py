@@ -178,7 +178,7 @@ class HybridAttention(nn.Module):
     def __getstate__(self) -> dict:
         """Pickled (``torch.save`` of the module, ``copy.deepcopy``) without the stacked q/k/v
         (and its stamp): made again on the next generation step."""
-        return {**self.__dict__, "_qkv_stacked": None}
+        return {**super().__getstate__(), "_qkv_stacked": None}
 
     def forward(self, x: torch.Tensor, cu_seqlens: torch.Tensor, positions: torch.Tensor,
                 shared_kv: tuple[torch.Tensor, torch.Tensor] | None = None

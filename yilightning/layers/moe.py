@@ -168,7 +168,7 @@ class MoE(nn.Module):
     def __getstate__(self) -> dict:
         """Pickled (``torch.save`` of the module, ``copy.deepcopy``) without the packed copy or
         its stamp: a packed layer stays packed and makes the copy again on its first call."""
-        state = self.__dict__.copy()
+        state = dict(super().__getstate__())
         if self._tiles is not None:
             state["_tiles"] = (None, None, None)  # a stamp no weights match
         return state

@@ -249,7 +249,7 @@ class YiLightningForCausalLM(YiLightningPreTrainedModel):
         if ids.numel() and not ids.is_cuda and (int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size):
             raise ValueError(f"input_ids must lie in [0, vocab_size={self.config.vocab_size})")
         if cache is not None:
-            rows = next(c.k.shape[0] for c in cache.layers if c is not None)
+            rows = next((c.k.shape[0] for c in cache.layers if c is not None), 0)
             if len(cache.layers) != len(self.layers) or cu.numel() - 1 > rows:
                 raise ValueError(f"forward: the cache ({len(cache.layers)} layers, {rows} rows) must come from this "
                                  f"model's new_cache with a row per sequence ({cu.numel() - 1} here)")

@@ -259,7 +259,7 @@ if _ext.module is not None:
         # PyTorch math, recomputed (the kernel has no backward of its own).
         q, k_cache, v_cache, cache_seqlens = ctx.saved_tensors
         inputs = [t.detach().requires_grad_(need) for t, need in zip((q, k_cache, v_cache), ctx.needs_input_grad)]
-        with torch.enable_grad():
+        with torch.enable_grad(), torch.autocast(q.device.type, enabled=False):
             out = _decode_math(*inputs, cache_seqlens, ctx.window or None, ctx.scale)
         wanted = [t for t in inputs if t.requires_grad]
         grads = iter(torch.autograd.grad(out, wanted, grad))

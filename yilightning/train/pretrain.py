@@ -147,7 +147,9 @@ def _truncate_metrics(path: Path, step: int) -> None:
 def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, vocab_size: int, *,
              resume: bool = False, max_steps: int | None = None, progress: bool = True) -> YiLightningForCausalLM:
     """Train from the packed token files in ``data_dir``; write metrics and checkpoints to
-    ``out_dir``. ``max_steps`` stops early (the schedule still spans ``cfg.max_steps``)."""
+    ``out_dir``. ``max_steps`` stops early (the schedule still spans ``cfg.max_steps``).
+    Raises FileExistsError for a fresh run (``resume=False``) into a folder that holds an earlier
+    run's checkpoints, FileNotFoundError for ``resume=True`` without any."""
     out = Path(out_dir)
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"pretrain: max_steps must be >= 1 (or None for the whole schedule), got {max_steps}")
