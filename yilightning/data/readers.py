@@ -99,9 +99,8 @@ def _parquet(path: Path, field: str, batch_rows: int) -> Iterator[Document]:
     pf = pq.ParquetFile(path)
     if field not in pf.schema_arrow.names:
         raise ValueError(f"read_documents: {path} has no column {field!r} (columns: {', '.join(pf.schema_arrow.names)})")
-    kind = pf.schema_arrow.field(field).type
-    values = kind.value_type if pa.types.is_dictionary(kind) else kind  # (a pandas category column)
-    t = pa.types
+    kind, t = pf.schema_arrow.field(field).type, pa.types
+    values = kind.value_type if t.is_dictionary(kind) else kind  # (a pandas category column)
     binary = t.is_binary(values) or t.is_large_binary(values) or t.is_binary_view(values)
     if not (binary or t.is_string(values) or t.is_large_string(values) or t.is_string_view(values)):
         raise ValueError(f"read_documents: {path}: column {field!r} holds {kind}, not text; pass text_field=...")

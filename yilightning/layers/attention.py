@@ -165,9 +165,9 @@ class HybridAttention(nn.Module):
         """The q, k and v projections' weights (and biases) stacked, for one product per
         generation step instead of three (no-grad only, and only for plain ``Linear``
         projections: a hooked one is called as a module); rebuilt whenever ``weights_stamp``
-        says they may have changed (an optimizer step, fused ones included). Longer inputs (training, prefill) keep
-        three products: measured, the stacked one was 2-6% slower there (its q/k/v column
-        slices are copied again by the ops after it)."""
+        says they may have changed (an optimizer step, fused ones included). Longer inputs
+        (training, prefill) keep three products: measured, the stacked one was 2-6% slower there
+        (its q/k/v column slices are copied again by the ops after it)."""
         projs = (self.q_proj, self.k_proj, self.v_proj)
         key = weights_stamp(*(t for p in projs for t in p.parameters()))
         if self._qkv_stacked is None or self._qkv_stacked[0] != key:

@@ -71,7 +71,7 @@ class CheckpointWriter:
             shutil.rmtree(self.dir / f".step-{step:08d}.old", ignore_errors=True)
             # keep the newest `keep` checkpoints up to this step; never the one just written,
             # and never a later step left by an earlier run in the same folder
-            older = sorted(p for p in self.dir.glob("step-*") if _step_of(p) is not None and _step_of(p) < step)
+            older = [p for p in checkpoint_dirs(self.dir) if _step_of(p) < step]
             for old in older[:max(0, len(older) - (self.keep - 1))]:
                 shutil.rmtree(old, ignore_errors=True)
         except BaseException as e:  # surfaced by wait() in the training thread
@@ -99,9 +99,14 @@ def _step_of(path: Path) -> int | None:
         return None
 
 
+def checkpoint_dirs(directory: str | os.PathLike) -> list[Path]:
+    """The ``step-*`` checkpoint folders in ``directory``, oldest first (none: [])."""
+    return sorted((p for p in Path(directory).glob("step-*") if _step_of(p) is not None), key=_step_of)
+
+
 def checkpoint_steps(directory: str | os.PathLike) -> list[int]:
-    """The steps of the ``step-*`` checkpoint folders in ``directory``, in order (none: [])."""
-    return sorted(s for s in map(_step_of, Path(directory).glob("step-*")) if s is not None)
+    """The steps of ``checkpoint_dirs(directory)``."""
+    return [_step_of(p) for p in checkpoint_dirs(directory)]
 
 
 def load_latest(directory: str | os.PathLike) -> dict[str, Any] | None:
@@ -109,7 +114,7 @@ def load_latest(directory: str | os.PathLike) -> dict[str, Any] | None:
     if that file is missing or unreadable, the newest ``step-*`` folder that loads is used."""
     directory = Path(directory)
     pointer = directory / "latest.json"
-    candidates = sorted((p for p in directory.glob("step-*") if _step_of(p) is not None), key=_step_of, reverse=True)
+    candidates = checkpoint_dirs(directory)[::-1]
     if pointer.exists():
         try:
             named = directory / json.loads(pointer.read_text())["path"]

@@ -153,12 +153,11 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, voc
     out = Path(out_dir)
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"pretrain: max_steps must be >= 1 (or None for the whole schedule), got {max_steps}")
-    if not resume and checkpoint_steps(out / "checkpoints"):
-        # a fresh run beside them would log over the old metrics and leave the old run's later
-        # checkpoints to a later --resume
-        raise FileExistsError(f"pretrain: {out} holds checkpoints of an earlier run (up to step "
-                              f"{checkpoint_steps(out / 'checkpoints')[-1]}); pass --resume to continue it, or "
-                              "another --out (or delete that folder) to start afresh")
+    earlier = [] if resume else checkpoint_steps(out / "checkpoints")
+    if earlier:  # a fresh run beside them would log over the old metrics and leave the old run's
+        # later checkpoints to a later --resume
+        raise FileExistsError(f"pretrain: {out} holds checkpoints of an earlier run (up to step {earlier[-1]}); "
+                              "pass --resume to continue it, or another --out (or delete that folder) to start afresh")
     rank, world, owns_group = _init_distributed()
     main = rank == 0
     if main:
