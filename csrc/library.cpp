@@ -28,6 +28,10 @@ TORCH_LIBRARY(yilightning, m) {
   // c[rows of g] = a[rows of g] @ (trans_b ? b[g]^T : b[g]); wgrad: per-group a_g^T @ dc_g.
   m.def("grouped_gemm(Tensor a, Tensor b, Tensor group_sizes, bool trans_b) -> Tensor", tags);
   m.def("grouped_gemm_wgrad(Tensor a, Tensor dc, Tensor group_sizes, bool trans_b) -> Tensor", tags);
+  // FP8 (e4m3) forward, b [E, N, K], block scales a_scale [M, K/128], b_scale [E, N/128, K/128]
+  // (ceil); bf16 out. A kernel only for Hopper (CUDA); yilightning.ops.grouped_gemm_fp8 runs
+  // the same product elsewhere.
+  m.def("grouped_gemm_fp8(Tensor a, Tensor a_scale, Tensor b, Tensor b_scale, Tensor group_sizes) -> Tensor", tags);
   // Returns (x_sorted [T*k, H], group_sizes [E] int64, row_map [T*k] int64).
   m.def("permute(Tensor x, Tensor indices, int num_experts) -> (Tensor, Tensor, Tensor)", tags);
   m.def("unpermute(Tensor y_sorted, Tensor row_map, Tensor weights) -> Tensor", tags);

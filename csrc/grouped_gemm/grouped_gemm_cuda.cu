@@ -330,11 +330,32 @@ at::Tensor grouped_gemm_wgrad_cuda(const at::Tensor& a_in, const at::Tensor& dc_
   return db;
 }
 
+#ifdef YL_HAVE_SM90
+at::Tensor grouped_gemm_fp8_cuda(const at::Tensor& a_in, const at::Tensor& a_scale_in, const at::Tensor& b_in,
+                                 const at::Tensor& b_scale_in, const at::Tensor& group_sizes) {
+  const Dims d = check_fp8(a_in, a_scale_in, b_in, b_scale_in, group_sizes);
+  TORCH_CHECK(a_in.is_cuda(), "grouped_gemm_fp8: a must be a CUDA tensor here, got ", a_in.device());
+  const c10::cuda::CUDAGuard guard(a_in.device());
+  TORCH_CHECK(is_hopper(a_in.device().index()), "grouped_gemm_fp8: the FP8 kernel needs a Hopper GPU (sm_90); "
+              "yilightning.ops.grouped_gemm_fp8 computes the same product elsewhere");
+  TORCH_CHECK(d.K % 128 == 0 && d.N % 128 == 0, "grouped_gemm_fp8: the FP8 kernel needs K and N multiples of 128, "
+              "got K=", d.K, ", N=", d.N, "; yilightning.ops.grouped_gemm_fp8 computes other shapes");
+  const at::Tensor a = a_in.contiguous(), b = b_in.contiguous(), gs = group_sizes.contiguous();
+  const at::Tensor a_scale = a_scale_in.contiguous(), b_scale = b_scale_in.contiguous();
+  if (d.M == 0 || d.E == 0) return at::zeros({d.M, d.N}, a.options().dtype(at::kBFloat16));
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  return forward_fp8_sm90(a, a_scale, b, b_scale, device_offsets(gs, d.M, stream), d, stream);
+}
+#endif
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(yilightning, CUDA, m) {
   m.impl("grouped_gemm", &grouped_gemm_cuda);
   m.impl("grouped_gemm_wgrad", &grouped_gemm_wgrad_cuda);
+#ifdef YL_HAVE_SM90
+  m.impl("grouped_gemm_fp8", &grouped_gemm_fp8_cuda);
+#endif
 }
 
 }  // namespace yl::grouped_gemm

@@ -1,0 +1,167 @@
+import pytest
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+from yilightning import _ext
+from yilightning.ops import dequantize_fp8, grouped_gemm, grouped_gemm_fp8, quantize_fp8
+from yilightning.ops.fp8 import FP8_MAX, _fp8_kernel_runs
+
+needs_ext = pytest.mark.skipif(_ext.module is None, reason=f"extension not loaded: {_ext.load_error}")
+
+
+def hopper(device) -> bool:
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] == 9
+
+
+def blockwise(x, block):
+    """x [..., R, C] zero-padded and cut into blocks: [..., RB, br, CB, bc] in float64."""
+    br, bc = block
+    R, C = x.shape[-2:]
+    xp = torch.nn.functional.pad(x.double(), (0, -C % bc, 0, -R % br))
+    return xp.unflatten(-1, (-1, bc)).unflatten(-3, (-1, br))
+
+
+# (shape, block): activations, weights, ragged edges in both dims, one row
+QUANT_CASES = [((5, 300), (1, 128)), ((2, 130, 256), (128, 128)), ((3, 17, 33), (4, 8)), ((1, 1), (1, 128))]
+
+
+@pytest.mark.parametrize("shape,block", QUANT_CASES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_quantize_rounds_within_e4m3_precision(device, shape, block, dtype):
+    g = torch.Generator().manual_seed(0)
+    # magnitudes spread over 2^-12..2^12 so blocks get very different scales
+    x = (torch.randn(shape, generator=g) * 2.0 ** torch.randint(-12, 13, shape, generator=g)).to(device, dtype)
+    q, scale = quantize_fp8(x, block)
+    assert q.dtype == torch.float8_e4m3fn and q.shape == x.shape and scale.dtype == torch.float32
+    br, bc = block
+    assert scale.shape == (*shape[:-2], -(-shape[-2] // br), -(-shape[-1] // bc))
+    tiles = blockwise(x.cpu(), block)
+    amax = tiles.abs().amax(dim=(-3, -1))
+    torch.testing.assert_close(scale.cpu().double(), amax / FP8_MAX, rtol=1e-6, atol=0)
+    # each block's largest magnitude becomes e4m3's largest value
+    assert blockwise(q.cpu().float(), block).abs().amax(dim=(-3, -1)).eq(FP8_MAX).all()
+    # 3 mantissa bits: half an ulp is 1/16 of the value; below e4m3's normals (2^-6 of the scale
+    # unit) the spacing is 2^-9 units, so the error is at most 2^-10 units there
+    err = (dequantize_fp8(q, scale, block).cpu().double() - x.cpu().double()).abs()
+    unit = blockwise(torch.ones(shape, dtype=torch.float64), block) * scale.cpu().double()[..., :, None, :, None]
+    unit = unit.flatten(-2).flatten(-3, -2)[..., :shape[-2], :shape[-1]]
+    assert (err <= x.cpu().double().abs() / 16 + unit * 2.0 ** -10).all()
+
+
+def test_quantize_zero_block_and_exact_values():
+    x = torch.zeros(2, 256)
+    x[1, 128:] = torch.tensor([1.0, -0.5, 448.0, 0.0] * 32)
+    q, scale = quantize_fp8(x)
+    assert scale.tolist() == [[1.0, 1.0], [1.0, 1.0]]  # all-zero blocks, and amax 448 -> scale 1
+    assert torch.equal(dequantize_fp8(q, scale), x)
+
+
+def test_quantize_rejects_bad_input():
+    with pytest.raises(ValueError, match="inf or NaN"):
+        quantize_fp8(torch.tensor([[1.0, float("inf")]]))
+    with pytest.raises(ValueError, match=r"float tensor \[\.\.\., R, C\]"):
+        quantize_fp8(torch.ones(4))
+    with pytest.raises(ValueError, match="float tensor"):
+        quantize_fp8(torch.ones(2, 2, dtype=torch.int64))
+    with pytest.raises(ValueError, match="block must be two positive ints"):
+        quantize_fp8(torch.ones(2, 2), block=(0, 128))
+    q, s = quantize_fp8(torch.ones(2, 200))
+    with pytest.raises(ValueError, match=r"scale must be \(2, 2\)"):
+        dequantize_fp8(q, s[:, :1])
+
+
+def operands(sizes, K, N, device, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(sum(sizes), K, generator=g).to(device)
+    w = (torch.randn(len(sizes), N, K, generator=g) / K ** 0.5).to(device)
+    (xq, xs), (wq, ws) = quantize_fp8(x), quantize_fp8(w, block=(128, 128))
+    return x, w, xq, xs, wq, ws, torch.tensor(sizes, dtype=torch.int64, device=device)
+
+
+def exact_product(xq, xs, wq, ws, sizes):
+    """The product of the dequantized operands in float64, one expert at a time."""
+    a, b = dequantize_fp8(xq, xs).cpu().double(), dequantize_fp8(wq, ws, (128, 128)).cpu().double()
+    out, start = [], 0
+    for e, m in enumerate(sizes):
+        out.append(a[start:start + m] @ b[e].t())
+        start += m
+    return torch.cat(out)
+
+
+# (group sizes, K, N): ragged K and N (not multiples of 128), empty groups, E=1, no rows at all,
+# and the fine MoE layer's two products with skewed groups (the Hopper kernel's shapes)
+GEMM_CASES = [([3, 0, 5, 1], 200, 130), ([0, 0], 128, 128), ([97], 256, 384), ([], 128, 128),
+              ([300, 0, 1, 211, 0, 64], 1024, 512), ([129, 2, 0, 255], 256, 1024)]
+
+
+@pytest.mark.parametrize("sizes,K,N", GEMM_CASES)
+@pytest.mark.parametrize("out_dtype", [torch.bfloat16, torch.float32])
+def test_grouped_gemm_fp8_matches_exact_product(device, sizes, K, N, out_dtype):
+    if not sizes:
+        sizes_t = torch.zeros(0, dtype=torch.int64, device=device)
+        xq, xs = quantize_fp8(torch.zeros(0, K, device=device))
+        wq, ws = quantize_fp8(torch.zeros(0, N, K, device=device), block=(128, 128))
+        assert grouped_gemm_fp8(xq, xs, wq, ws, sizes_t, out_dtype=out_dtype).shape == (0, N)
+        return
+    _, _, xq, xs, wq, ws, gs = operands(sizes, K, N, device)
+    out = grouped_gemm_fp8(xq, xs, wq, ws, gs, out_dtype=out_dtype)
+    assert out.shape == (sum(sizes), N) and out.dtype == out_dtype and out.device == xq.device
+    ref = exact_product(xq, xs, wq, ws, sizes)
+    if out_dtype == torch.float32:
+        torch.testing.assert_close(out.cpu().double(), ref, rtol=1e-5, atol=1e-5)
+    else:  # bf16 rounding of the result (2^-9 relative), plus fp32 accumulation order
+        assert ((out.cpu().double() - ref).abs() <= ref.abs() * 2.0 ** -8 + 1e-4).all()
+
+
+def test_fp8_product_is_close_to_the_unquantized_one(device):
+    x, w, xq, xs, wq, ws, gs = operands([100, 0, 156], 512, 256, device)
+    out = grouped_gemm_fp8(xq, xs, wq, ws, gs, out_dtype=torch.float32)
+    full = grouped_gemm(x, w, gs, trans_b=True)
+    rel = ((out - full).norm() / full.norm()).item()
+    assert rel < 0.05, rel  # e4m3 keeps 3 mantissa bits: a few percent (0.037 measured)
+
+
+def test_grouped_gemm_fp8_rejects_bad_input():
+    _, _, xq, xs, wq, ws, gs = operands([3, 5], 256, 128, "cpu")
+    with pytest.raises(TypeError, match="a and b must be float8_e4m3fn"):
+        grouped_gemm_fp8(xq.float(), xs, wq, ws, gs)
+    with pytest.raises(TypeError, match="float32"):
+        grouped_gemm_fp8(xq, xs.double(), wq, ws, gs)
+    with pytest.raises(TypeError, match="out_dtype"):
+        grouped_gemm_fp8(xq, xs, wq, ws, gs, out_dtype=torch.int32)
+    with pytest.raises(ValueError, match=r"a_scale must be \[M=8, ceil\(K/128\)=2\]"):
+        grouped_gemm_fp8(xq, xs[:, :1], wq, ws, gs)
+    with pytest.raises(ValueError, match=r"b_scale must be \[E=2"):
+        grouped_gemm_fp8(xq, xs, wq, ws[:, :, :1], gs)
+    with pytest.raises(ValueError, match=r"b \[E, N, K\]"):
+        grouped_gemm_fp8(xq, xs, wq.transpose(1, 2), ws, gs)
+    with pytest.raises(ValueError, match=r"group_sizes must be int64 \[E=2\]"):
+        grouped_gemm_fp8(xq, xs, wq, ws, gs[:1])
+    with pytest.raises(ValueError, match="group_sizes must sum to the rows of a"):
+        grouped_gemm_fp8(xq, xs, wq, ws, torch.tensor([3, 6]))
+    with pytest.raises(ValueError, match="forward only"):
+        grouped_gemm_fp8(xq, xs.requires_grad_(), wq, ws, gs)
+
+
+@needs_ext
+def test_fake_kernel_shape():
+    with FakeTensorMode():
+        a = torch.empty(10, 256, dtype=torch.float8_e4m3fn)
+        b = torch.empty(3, 384, 256, dtype=torch.float8_e4m3fn)
+        out = torch.ops.yilightning.grouped_gemm_fp8(a, torch.empty(10, 2), b, torch.empty(3, 3, 2),
+                                                     torch.empty(3, dtype=torch.int64))
+    assert out.shape == (10, 384) and out.dtype == torch.bfloat16
+
+
+@pytest.mark.cuda
+@needs_ext
+def test_hopper_kernel_opcheck_and_compile():
+    dev = torch.device("cuda")
+    if not hopper(dev):
+        pytest.skip("the FP8 kernel is for Hopper GPUs only")
+    _, _, xq, xs, wq, ws, gs = operands([40, 0, 300, 7], 256, 512, dev)
+    assert _fp8_kernel_runs(xq, wq, torch.bfloat16)
+    torch.library.opcheck(torch.ops.yilightning.grouped_gemm_fp8.default, (xq, xs, wq, ws, gs))
+    torch._dynamo.reset()
+    fn = torch.compile(lambda *args: grouped_gemm_fp8(*args).float().relu(), fullgraph=True, dynamic=False)
+    torch.testing.assert_close(fn(xq, xs, wq, ws, gs), grouped_gemm_fp8(xq, xs, wq, ws, gs).float().relu())
