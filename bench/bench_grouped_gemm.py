@@ -1,5 +1,5 @@
 """Grouped GEMM: ours vs ``torch._grouped_mm`` vs a per-expert ``torch.mm`` loop on the same
-operands. Shapes: the fine MoE gate_up (12288 rows over 64 experts, K=1024, N=512) and, on a
+operands; in FP8, ours (block scales) vs ``torch._scaled_grouped_mm`` (row scales; a GPU peer). Shapes: the fine MoE gate_up (12288 rows over 64 experts, K=1024, N=512) and, on a
 GPU, a balanced one at the GPU target (2048 rows per expert, 8 experts, K=N=4096).
 TFLOP/s is stored per benchmark in the JSON report:
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 from timing import DEVICE, sync
 
-from yilightning.ops import grouped_gemm
+from yilightning.ops import grouped_gemm, grouped_gemm_fp8, quantize_fp8
 
 # (rows per expert, experts, K, N); the large case only on a GPU
 CASES = {"fine-gate_up": (192, 64, 1024, 512)}
@@ -50,5 +50,40 @@ def test_grouped_gemm(benchmark, impl, case, dtype):
 
     benchmark.group = f"grouped_gemm {case} {dtype}"
     benchmark(step)
+    _report(benchmark, rows, E, K, N)
+
+
+def _report(benchmark, rows, E, K, N):
     if benchmark.stats is not None:
         benchmark.extra_info["TFLOP/s"] = round(2 * rows * E * K * N / benchmark.stats["mean"] / 1e12, 3)
+
+
+FP8_IMPLS = ["yilightning", "torch._scaled_grouped_mm"] if DEVICE == "cuda" else ["yilightning"]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("impl", FP8_IMPLS)
+def test_grouped_gemm_fp8(benchmark, impl, case):
+    """FP8 forward. Ours: one scale per row and 128 columns of a, per 128 x 128 block of b (the
+    Hopper kernel; elsewhere the dequantized fp32 product). The peer: one scale per row of a and
+    per row of b[g], the recipe ``torch._scaled_grouped_mm`` takes."""
+    rows, E, K, N = CASES[case]
+    x = torch.randn(rows * E, K, device=DEVICE)
+    w = torch.randn(E, N, K, device=DEVICE) / K ** 0.5
+    sizes = torch.full((E,), rows, device=DEVICE, dtype=torch.int64)
+    if impl == "yilightning":
+        (xq, xs), (wq, ws) = quantize_fp8(x), quantize_fp8(w, block=(128, 128))
+        fn = lambda: grouped_gemm_fp8(xq, xs, wq, ws, sizes)  # noqa: E731
+    else:
+        (xq, xs), (wq, ws) = quantize_fp8(x, block=(1, K)), quantize_fp8(w, block=(1, K))
+        offs = sizes.cumsum(0).to(torch.int32)
+        fn = lambda: torch._scaled_grouped_mm(xq, wq.transpose(1, 2), xs.squeeze(-1), ws.squeeze(-1),  # noqa: E731
+                                              offs=offs, out_dtype=torch.bfloat16)
+
+    def step():
+        fn()
+        sync()
+
+    benchmark.group = f"grouped_gemm_fp8 {case}"
+    benchmark(step)
+    _report(benchmark, rows, E, K, N)

@@ -217,3 +217,38 @@ def test_pack_for_inference_under_autocast_and_where_unusable(monkeypatch):
     assert not MoE(48, 4, 2, 32).pack_for_inference()  # H not in 32s
     monkeypatch.setenv("YL_CPU_AMX", "0")
     assert not moe.pack_for_inference()
+
+
+def test_quantize_fp8_runs_inference_in_fp8_and_follows_the_weights():
+    torch.manual_seed(0)
+    moe = MoE(256, 8, 2, 128)
+    x = torch.randn(40, 256)
+    with torch.no_grad():
+        full = moe(x).hidden
+        assert moe.quantize_fp8() is False  # no Hopper GPU here: the dequantized FP8 product runs
+        fp8 = moe(x).hidden
+        rel = ((fp8 - full).norm() / full.norm()).item()
+        assert 0 < rel < 0.08, rel  # two e4m3 products (each ~3.7%, see test_fp8): 0.061 measured
+        moe.w_down.mul_(2)  # the FP8 copies follow: doubled weights double the block scales exactly
+        doubled = moe(x).hidden
+        torch.testing.assert_close(doubled, 2 * fp8, rtol=1e-6, atol=1e-7)
+        for other in (copy.deepcopy(moe), torch.load(_saved(moe), weights_only=False)):
+            assert other._fp8 is not None and torch.equal(other(x).hidden, doubled)
+        moe.quantize_fp8(False)
+        assert moe._fp8 is None
+        torch.testing.assert_close(moe(x).hidden, 2 * full, rtol=1e-6, atol=1e-7)
+    # with autograd on, the layer trains on its plain weights, as always
+    moe.quantize_fp8()
+    out = moe(x.requires_grad_()).hidden
+    with torch.no_grad():
+        moe.quantize_fp8(False)
+        assert torch.equal(out.detach(), moe(x).hidden)
+    out.sum().backward()
+    assert moe.w_gate_up.grad is not None and x.grad is not None
+
+
+def _saved(module) -> io.BytesIO:
+    buf = io.BytesIO()
+    torch.save(module, buf)
+    buf.seek(0)
+    return buf

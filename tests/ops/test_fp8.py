@@ -4,7 +4,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from yilightning import _ext
 from yilightning.ops import dequantize_fp8, grouped_gemm, grouped_gemm_fp8, quantize_fp8
-from yilightning.ops.fp8 import FP8_MAX, _fp8_kernel_runs
+from yilightning.ops.fp8 import FP8_MAX, fp8_kernel_runs
 
 needs_ext = pytest.mark.skipif(_ext.module is None, reason=f"extension not loaded: {_ext.load_error}")
 
@@ -160,7 +160,7 @@ def test_hopper_kernel_opcheck_and_compile():
     if not hopper(dev):
         pytest.skip("the FP8 kernel is for Hopper GPUs only")
     _, _, xq, xs, wq, ws, gs = operands([40, 0, 300, 7], 256, 512, dev)
-    assert _fp8_kernel_runs(xq, wq, torch.bfloat16)
+    assert fp8_kernel_runs(dev, 256, 512)
     torch.library.opcheck(torch.ops.yilightning.grouped_gemm_fp8.default, (xq, xs, wq, ws, gs))
     torch._dynamo.reset()
     fn = torch.compile(lambda *args: grouped_gemm_fp8(*args).float().relu(), fullgraph=True, dynamic=False)

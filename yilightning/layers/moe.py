@@ -4,13 +4,15 @@ router -> ``route`` (top-k) -> ``permute`` (group rows by expert) -> ``expert_ff
 GEMM, SwiGLU, grouped GEMM) -> ``unpermute`` (weighted sum back per token) [+ shared experts],
 with the report's three load-balancing losses (L_ST, L_EP, L_PEP) computed on the way. The
 expert path is ``ops.moe_ffn``: fused kernels on the CPU (forward and backward), the composed ops
-otherwise.
+otherwise; inference can keep the experts packed for AMX tiles (``pack_for_inference``) or run
+them in FP8 (``quantize_fp8``).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -18,7 +20,10 @@ from torch import nn
 from yilightning import _ext
 from yilightning.layers.linear import Linear
 from yilightning.layers.stamp import weights_stamp
-from yilightning.ops import load_balance_losses, moe_ffn, pack_experts, route, swiglu
+from yilightning.ops import (
+    expert_ffn_fp8, load_balance_losses, moe_ffn, pack_experts, permute, quantize_fp8, route, swiglu, unpermute,
+)
+from yilightning.ops.fp8 import fp8_kernel_runs
 
 
 @dataclass
@@ -110,6 +115,7 @@ class MoE(nn.Module):
         self.shared_gate_up = Linear(hidden_size, 2 * shared, bias=False, **f) if shared else None
         self.shared_down = Linear(shared, hidden_size, bias=False, **f) if shared else None
         self._tiles: tuple | None = None  # pack_for_inference: (gate_up tiles, down tiles, the weights' stamp)
+        self._fp8: tuple | None = None  # quantize_fp8: ((q, scale) of gate_up, of down, the weights' stamp)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -130,9 +136,14 @@ class MoE(nn.Module):
             st, ep, pep = load_balance_losses(probs, indices, **self.loss_kwargs)
         else:  # inference (e.g. generation): the balancing losses are not needed; skip their cost
             st = ep = pep = logits.new_zeros((), dtype=torch.float32)
-        tiles = self._current_tiles() if self._tiles is not None and not torch.is_grad_enabled() else None
-        out, group_sizes = moe_ffn(x2, indices, weights, self.w_gate_up, self.w_down, recompute=self.recompute,
-                                   tiles=tiles)
+        inference = not torch.is_grad_enabled()
+        if inference and self._fp8 is not None and (fp8 := self._current("_fp8", self.quantize_fp8)):
+            x_sorted, group_sizes, row_map = permute(x2, indices, self.num_experts)
+            out = unpermute(expert_ffn_fp8(x_sorted, *fp8, group_sizes), row_map, weights)
+        else:
+            tiles = self._current("_tiles", self.pack_for_inference) if inference and self._tiles is not None else None
+            out, group_sizes = moe_ffn(x2, indices, weights, self.w_gate_up, self.w_down, recompute=self.recompute,
+                                       tiles=tiles)
         if self.shared_gate_up is not None:
             out = out + self.shared_down(swiglu(self.shared_gate_up(x2)))
         return MoEOutput(out.reshape(shape), st, ep, pep, group_sizes)
@@ -165,20 +176,50 @@ class MoE(nn.Module):
                            weights_stamp(self.w_gate_up, self.w_down))
         return usable
 
+    def quantize_fp8(self, enable: bool = True) -> bool:
+        """Keep FP8 (e4m3) copies of the experts' weights, one scale per 128 x 128 block
+        (``ops.quantize_fp8``): inference without autograd then runs the experts in FP8
+        (``ops.expert_ffn_fp8``: activations quantized per row and 128 columns, DeepSeek-V3's
+        recipe). Training and calls with autograd on are unchanged. The copies follow the weights
+        as ``pack_for_inference``'s do, and take precedence over them.
+
+        Returns whether the FP8 kernel runs (a Hopper GPU, H and I multiples of 128). Elsewhere
+        the FP8 path computes the same product from the dequantized operands: no faster, but it
+        shows on any machine what FP8 does to a model's outputs. ``enable=False`` drops the copies.
+
+        >>> import torch
+        >>> from yilightning.layers import MoE
+        >>> moe = MoE(256, 8, 2, 128)
+        >>> on_hopper = moe.quantize_fp8()  # False on a CPU
+        >>> with torch.no_grad():
+        ...     out = moe(torch.randn(16, 256))
+        """
+        self._fp8 = None
+        if enable:
+            with torch.no_grad():
+                self._fp8 = (quantize_fp8(self.w_gate_up, (128, 128)), quantize_fp8(self.w_down, (128, 128)),
+                             weights_stamp(self.w_gate_up, self.w_down))
+        return enable and fp8_kernel_runs(self.w_gate_up.device, self.hidden_size, 2 * self.intermediate_size) \
+            and fp8_kernel_runs(self.w_gate_up.device, self.intermediate_size, self.hidden_size)
+
     def __getstate__(self) -> dict:
-        """Pickled (``torch.save`` of the module, ``copy.deepcopy``) without the packed copy or
-        its stamp: a packed layer stays packed and makes the copy again on its first call."""
+        """Pickled (``torch.save`` of the module, ``copy.deepcopy``) without the packed or FP8
+        copies or their stamps: such a layer keeps the option and makes the copies again on its
+        first call."""
         state = dict(super().__getstate__())
-        if self._tiles is not None:
-            state["_tiles"] = (None, None, None)  # a stamp no weights match
+        for name in ("_tiles", "_fp8"):
+            if state[name] is not None:
+                state[name] = (None, None, None)  # a stamp no weights match
         return state
 
-    def _current_tiles(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """pack_for_inference's tiles, packed again if the weights changed since (or dropped if
-        they moved off the CPU)."""
-        if self._tiles[2] != weights_stamp(self.w_gate_up, self.w_down) and not self.pack_for_inference():
-            return None
-        return self._tiles[:2]
+    def _current(self, name: str, remake: Callable[[], bool]) -> tuple | None:
+        """The derived copies in attribute ``name`` (``_tiles``, ``_fp8``), made again by
+        ``remake`` if the weights changed since; None if ``remake`` drops them (packed tiles,
+        once the weights have left the CPU)."""
+        if getattr(self, name)[2] != weights_stamp(self.w_gate_up, self.w_down):
+            remake()
+        current = getattr(self, name)
+        return None if current is None else current[:2]
 
     @classmethod
     def from_hf(cls, block: nn.Module, **kwargs) -> "MoE":

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from yilightning import _ext
 from yilightning.ops.grouped_gemm import grouped_gemm
+from yilightning.ops.swiglu import swiglu
 
 FP8_DTYPE = torch.float8_e4m3fn
 FP8_MAX = torch.finfo(FP8_DTYPE).max  # 448
@@ -113,11 +114,11 @@ def _check(a: torch.Tensor, a_scale: torch.Tensor, b: torch.Tensor, b_scale: tor
         raise ValueError("grouped_gemm_fp8: forward only (inference); the scales must not require grad")
 
 
-def _fp8_kernel_runs(a: torch.Tensor, b: torch.Tensor, out_dtype: torch.dtype) -> bool:
-    """Whether the Hopper kernel takes this call (else the dequantized product runs)."""
-    return (a.is_cuda and _ext.has_kernel("grouped_gemm_fp8", "cuda") and out_dtype == torch.bfloat16
-            and a.shape[1] % BLOCK == 0 and b.shape[1] % BLOCK == 0
-            and torch.cuda.get_device_capability(a.device)[0] == 9)
+def fp8_kernel_runs(device: torch.device, K: int, N: int) -> bool:
+    """Whether ``grouped_gemm_fp8`` on ``device`` with these K and N (and a bf16 output) runs the
+    Hopper kernel; otherwise it computes the dequantized product."""
+    return (device.type == "cuda" and _ext.has_kernel("grouped_gemm_fp8", "cuda") and K % BLOCK == 0
+            and N % BLOCK == 0 and torch.cuda.get_device_capability(device)[0] == 9)
 
 
 def grouped_gemm_fp8_reference(a: torch.Tensor, a_scale: torch.Tensor, b: torch.Tensor, b_scale: torch.Tensor,
@@ -155,9 +156,24 @@ def grouped_gemm_fp8(a: torch.Tensor, a_scale: torch.Tensor, b: torch.Tensor, b_
     (torch.Size([6, 128]), torch.bfloat16)
     """
     _check(a, a_scale, b, b_scale, group_sizes, out_dtype)
-    if _fp8_kernel_runs(a, b, out_dtype):
+    if out_dtype == torch.bfloat16 and fp8_kernel_runs(a.device, a.shape[1], b.shape[1]):
         return torch.ops.yilightning.grouped_gemm_fp8(a, a_scale, b, b_scale, group_sizes)
     return grouped_gemm_fp8_reference(a, a_scale, b, b_scale, group_sizes, out_dtype=out_dtype)
+
+
+def expert_ffn_fp8(x_sorted: torch.Tensor, w_gate_up: tuple[torch.Tensor, torch.Tensor],
+                   w_down: tuple[torch.Tensor, torch.Tensor], group_sizes: torch.Tensor) -> torch.Tensor:
+    """``expert_ffn`` in FP8, forward only: the rows quantized per 128 columns, the gate/up
+    product, SwiGLU in bf16, the activation quantized again, the down product; x's dtype out.
+
+    Args:
+        x_sorted: ``[T*k, H]`` rows grouped by expert.
+        w_gate_up, w_down: ``quantize_fp8(w, block=(128, 128))`` of the ``[E, 2I, H]`` and
+            ``[E, H, I]`` expert weights.
+        group_sizes: int64 ``[E]``.
+    """
+    h = grouped_gemm_fp8(*quantize_fp8(x_sorted), *w_gate_up, group_sizes)
+    return grouped_gemm_fp8(*quantize_fp8(swiglu(h)), *w_down, group_sizes).to(x_sorted.dtype)
 
 
 if _ext.module is not None:
