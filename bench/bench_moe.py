@@ -8,7 +8,8 @@ the CPU: timing.timed_alternating): Hugging Face transformers' ``Qwen3MoeSparseM
 experts_implementation "eager" (a loop over experts) and "grouped_mm", and
 ``torch._grouped_mm`` as the expert GEMM behind our routing/permutation. On a CPU with AMX the
 bf16 forward has one more row: ours with the experts kept laid out for the tiles
-(``MoE.pack_for_inference``), as inference would run.
+(``MoE.pack_for_inference``), as inference would run; on a Hopper GPU, one with the experts
+in FP8 (``MoE.quantize_fp8``: e4m3 with block scales, the FP8 kernel).
 GFLOP/s counts the expert GEMMs (6*T*k*H*I forward, 3x that forward+backward); "% sgemm" is
 against a 2048^3 fp32 ``torch.mm`` timed in the same alternation as the group's calls (its own
 row), so a shared machine's drift moves both alike: measured once at the start, the base of a
@@ -100,6 +101,9 @@ def main() -> None:
             # where the CPU has them: a forward-only row
             packed = MoE.from_hf(eager) if dtype == torch.bfloat16 else None
             packed = packed if packed is not None and packed.pack_for_inference() else None
+            # inference with the experts in FP8 (MoE.quantize_fp8), where the Hopper kernel runs it
+            fp8 = MoE.from_hf(eager) if dtype == torch.bfloat16 else None
+            fp8 = fp8 if fp8 is not None and fp8.quantize_fp8() else None
             x = torch.randn(1, c["T"], c["H"], device=dev, dtype=dtype)  # HF blocks want [B, S, H]
             flops = 6 * c["T"] * c["k"] * c["H"] * c["I"]
             for mode in ("fwd", "fwd+bwd"):
@@ -119,6 +123,8 @@ def main() -> None:
                 run = dict(impls)
                 if packed is not None and mode == "fwd":
                     run["yilightning, packed experts"] = packed
+                if fp8 is not None and mode == "fwd":
+                    run["yilightning, FP8 experts"] = fp8
                 *secs, sgemm_sec = timed_alternating(
                     [step(label, module) for label, module in run.items()] + [lambda: sa @ sb], dev, reps)
                 peak = sgemm_flops / sgemm_sec / 1e9
