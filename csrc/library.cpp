@@ -32,6 +32,8 @@ TORCH_LIBRARY(yilightning, m) {
   // (ceil); bf16 out. A kernel only for Hopper (CUDA); yilightning.ops.grouped_gemm_fp8 runs
   // the same product elsewhere.
   m.def("grouped_gemm_fp8(Tensor a, Tensor a_scale, Tensor b, Tensor b_scale, Tensor group_sizes) -> Tensor", tags);
+  // x [M, K] -> (q [M, K] float8_e4m3fn, scale [M, ceil(K/128)] fp32): one scale per row and 128 columns.
+  m.def("quantize_fp8_rows(Tensor x) -> (Tensor, Tensor)", tags);
   // Returns (x_sorted [T*k, H], group_sizes [E] int64, row_map [T*k] int64).
   m.def("permute(Tensor x, Tensor indices, int num_experts) -> (Tensor, Tensor, Tensor)", tags);
   m.def("unpermute(Tensor y_sorted, Tensor row_map, Tensor weights) -> Tensor", tags);

@@ -62,7 +62,7 @@ def format_build_info(info: dict[str, Any]) -> str:
             f"CUDA kernels     {yes(info['cuda_kernels_compiled'])}"
             + (f" (CUDA {info['cuda_version']}, archs {info['cuda_archs']})" if info["cuda_kernels_compiled"] else ""),
             f"CUTLASS          {info['cutlass_version'] or 'not found'}"
-            + (" (Hopper TMA/WGMMA grouped GEMM compiled)" if info["sm90_kernels"] else ""),
+            + (" (Hopper TMA/WGMMA grouped GEMMs compiled: bf16/fp16 and FP8)" if info["sm90_kernels"] else ""),
             f"CPU GEMMs        fp32 "
             + ("our tiled AVX-512 kernel" if info["cpu_gemm"] == "avx512" else
                f"BLAS {'direct' if info['cpu_direct_blas'] else 'through at::mm'}") + ", bf16 "

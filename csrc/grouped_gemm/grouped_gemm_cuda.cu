@@ -340,9 +340,16 @@ at::Tensor grouped_gemm_fp8_cuda(const at::Tensor& a_in, const at::Tensor& a_sca
               "yilightning.ops.grouped_gemm_fp8 computes the same product elsewhere");
   TORCH_CHECK(d.K % 128 == 0 && d.N % 128 == 0, "grouped_gemm_fp8: the FP8 kernel needs K and N multiples of 128, "
               "got K=", d.K, ", N=", d.N, "; yilightning.ops.grouped_gemm_fp8 computes other shapes");
-  const at::Tensor a = a_in.contiguous(), b = b_in.contiguous(), gs = group_sizes.contiguous();
+  // TMA needs 16-byte aligned operands: a view at an odd offset is copied (rows stay aligned, as
+  // K is a multiple of 128).
+  auto aligned = [](const at::Tensor& t) {
+    at::Tensor c = t.contiguous();
+    return aligned16(c.const_data_ptr()) ? c : c.clone();
+  };
+  const at::Tensor a = aligned(a_in), b = aligned(b_in), gs = group_sizes.contiguous();
   const at::Tensor a_scale = a_scale_in.contiguous(), b_scale = b_scale_in.contiguous();
-  if (d.M == 0 || d.E == 0) return at::zeros({d.M, d.N}, a.options().dtype(at::kBFloat16));
+  // K = 0 would store accumulators the mainloop never cleared: the product is zero
+  if (d.M == 0 || d.E == 0 || d.K == 0 || d.N == 0) return at::zeros({d.M, d.N}, a.options().dtype(at::kBFloat16));
   auto stream = c10::cuda::getCurrentCUDAStream();
   return forward_fp8_sm90(a, a_scale, b, b_scale, device_offsets(gs, d.M, stream), d, stream);
 }

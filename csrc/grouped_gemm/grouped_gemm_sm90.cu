@@ -52,13 +52,14 @@ struct Sm90Grouped {
 // Device-side argument arrays, one entry per group, carved from one byte buffer (16-byte
 // aligned each): first count the bytes with a null base, then carve a buffer of that size.
 struct Carver {
-  uint8_t* base;
+  uint8_t* base;  // 16-byte aligned; null while counting
   int64_t E;
+  size_t used = 0;
   template <typename T>
   void operator()(T*& ptr) {
-    base = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(base) + 15) & ~uintptr_t(15));
-    ptr = reinterpret_cast<T*>(base);
-    base += E * sizeof(T);
+    used = (used + 15) & ~size_t(15);
+    ptr = base ? reinterpret_cast<T*>(base + used) : nullptr;
+    used += E * sizeof(T);
   }
 };
 
@@ -67,8 +68,7 @@ Arr carve_arrays(const at::Tensor& like, int64_t E, at::Tensor& buf) {
   Arr arr;
   Carver count{nullptr, E};
   arr.carve(count);
-  buf = at::empty({static_cast<int64_t>(reinterpret_cast<uintptr_t>(count.base)) + 16},
-                  like.options().dtype(at::kByte));
+  buf = at::empty({static_cast<int64_t>(count.used)}, like.options().dtype(at::kByte));  // allocator: 512-aligned
   Carver carver{buf.mutable_data_ptr<uint8_t>(), E};
   arr.carve(carver);
   return arr;

@@ -247,6 +247,19 @@ def test_quantize_fp8_runs_inference_in_fp8_and_follows_the_weights():
     assert moe.w_gate_up.grad is not None and x.grad is not None
 
 
+def test_modules_pickled_before_the_inference_options_load():
+    moe = MoE(64, 4, 2, 32)
+    state = moe.__getstate__()
+    del state["_tiles"], state["_fp8"]  # as pickled before these options existed
+    old = MoE.__new__(MoE)
+    old.__setstate__(state)
+    x = torch.randn(8, 64)
+    with torch.no_grad():
+        assert torch.equal(old(x).hidden, moe(x).hidden)
+    old.quantize_fp8()
+    assert old._fp8 is not None
+
+
 def _saved(module) -> io.BytesIO:
     buf = io.BytesIO()
     torch.save(module, buf)

@@ -3,7 +3,7 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from yilightning import _ext
-from yilightning.ops import dequantize_fp8, grouped_gemm, grouped_gemm_fp8, quantize_fp8
+from yilightning.ops import dequantize_fp8, grouped_gemm, grouped_gemm_fp8, quantize_fp8, quantize_fp8_reference
 from yilightning.ops.fp8 import FP8_MAX, fp8_kernel_runs
 
 needs_ext = pytest.mark.skipif(_ext.module is None, reason=f"extension not loaded: {_ext.load_error}")
@@ -48,6 +48,35 @@ def test_quantize_rounds_within_e4m3_precision(device, shape, block, dtype):
     assert (err <= x.cpu().double().abs() / 16 + unit * 2.0 ** -10).all()
 
 
+@pytest.mark.parametrize("K", [1, 127, 128, 300, 1024])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_activation_kernel_matches_the_reference_bit_for_bit(device, K, dtype):
+    g = torch.Generator().manual_seed(K)
+    x = torch.randn(37, K, generator=g) * 2.0 ** torch.randint(-20, 8, (37, 1), generator=g)
+    x[3] = 0  # an all-zero row: scale 1
+    x[5, : min(K, 128)] = 1e-30  # below e4m3's range after scaling: flushed to zero
+    x = x.to(device, dtype)
+    if dtype == torch.float16:
+        x = x.clamp(-6e4, 6e4)
+    q, scale = quantize_fp8(x)
+    q_ref, scale_ref = quantize_fp8_reference(x)
+    assert torch.equal(scale, scale_ref) and torch.equal(q.view(torch.uint8), q_ref.view(torch.uint8))
+    q_t, _ = quantize_fp8(x.t().contiguous().t())  # a non-contiguous view: the same values
+    assert torch.equal(q_t.view(torch.uint8), q.view(torch.uint8))
+
+
+@pytest.mark.cuda
+def test_non_finite_values_on_the_gpu_make_their_block_nan():
+    x = torch.randn(4, 256, device="cuda")
+    x[1, 130] = float("nan")
+    x[2, 5] = float("inf")
+    q, scale = quantize_fp8(x)
+    q_ref, scale_ref = quantize_fp8_reference(x)
+    assert torch.equal(q.view(torch.uint8), q_ref.view(torch.uint8))
+    assert torch.equal(scale.isnan(), scale_ref.isnan()) and scale[1, 1].isnan() and scale[2, 0].isinf()
+    assert q[1, 128:].float().isnan().all() and q[0].float().isfinite().all()
+
+
 def test_quantize_zero_block_and_exact_values():
     x = torch.zeros(2, 256)
     x[1, 128:] = torch.tensor([1.0, -0.5, 448.0, 0.0] * 32)
@@ -57,8 +86,11 @@ def test_quantize_zero_block_and_exact_values():
 
 
 def test_quantize_rejects_bad_input():
-    with pytest.raises(ValueError, match="inf or NaN"):
-        quantize_fp8(torch.tensor([[1.0, float("inf")]]))
+    for fn in (quantize_fp8, quantize_fp8_reference):  # the kernel and the reference alike
+        with pytest.raises(ValueError, match="inf or NaN"):
+            fn(torch.tensor([[1.0, float("inf")]]))
+        with pytest.raises(ValueError, match="inf or NaN"):
+            fn(torch.tensor([[1.0] * 200 + [float("nan")]]))
     with pytest.raises(ValueError, match=r"float tensor \[\.\.\., R, C\]"):
         quantize_fp8(torch.ones(4))
     with pytest.raises(ValueError, match="float tensor"):
@@ -144,13 +176,24 @@ def test_grouped_gemm_fp8_rejects_bad_input():
 
 
 @needs_ext
-def test_fake_kernel_shape():
+def test_fake_kernel_shapes():
     with FakeTensorMode():
         a = torch.empty(10, 256, dtype=torch.float8_e4m3fn)
         b = torch.empty(3, 384, 256, dtype=torch.float8_e4m3fn)
         out = torch.ops.yilightning.grouped_gemm_fp8(a, torch.empty(10, 2), b, torch.empty(3, 3, 2),
                                                      torch.empty(3, dtype=torch.int64))
+        q, scale = torch.ops.yilightning.quantize_fp8_rows(torch.empty(10, 300, dtype=torch.bfloat16))
     assert out.shape == (10, 384) and out.dtype == torch.bfloat16
+    assert q.shape == (10, 300) and q.dtype == torch.float8_e4m3fn and scale.shape == (10, 3)
+
+
+@needs_ext
+def test_activation_kernel_opcheck_and_compile(device):
+    x = torch.randn(9, 300, device=device, dtype=torch.bfloat16)
+    torch.library.opcheck(torch.ops.yilightning.quantize_fp8_rows.default, (x,))
+    torch._dynamo.reset()
+    fn = torch.compile(lambda x: dequantize_fp8(*quantize_fp8(x)), fullgraph=True, dynamic=False)
+    torch.testing.assert_close(fn(x), dequantize_fp8(*quantize_fp8_reference(x)))
 
 
 @pytest.mark.cuda

@@ -212,6 +212,10 @@ class MoE(nn.Module):
                 state[name] = (None, None, None)  # a stamp no weights match
         return state
 
+    def __setstate__(self, state: dict) -> None:
+        """Unpickles modules saved before an option existed (no ``_tiles`` or ``_fp8``) as without it."""
+        super().__setstate__({"_tiles": None, "_fp8": None, **state})
+
     def _current(self, name: str, remake: Callable[[], bool]) -> tuple | None:
         """The derived copies in attribute ``name`` (``_tiles``, ``_fp8``), made again by
         ``remake`` if the weights changed since; None if ``remake`` drops them (packed tiles,

@@ -47,23 +47,40 @@ def quantize_fp8(x: torch.Tensor, block: tuple[int, int] = (1, BLOCK)) -> tuple[
         ``[..., ceil(R / rows), ceil(C / columns)]``, with ``x ~= q * scale`` blockwise. Each
         block's largest magnitude maps to 448 (e4m3's largest value); an all-zero block gets
         scale 1. The rounding error is at most 1/16 of a value's magnitude (3 mantissa bits),
-        and values below 2^-9 of their block's largest magnitude flush towards zero.
+        and values below 2^-9 of their block's largest magnitude flush towards zero. Inf or NaN
+        in x raise a ValueError on the CPU; on a GPU (no check: it would cost a sync) they make
+        their block's values NaN.
+
+    Activations (2-D, ``block=(1, 128)``) go through one compiled pass (CPU and CUDA kernels);
+    other shapes and blocks through ``quantize_fp8_reference``, with the same result bit for bit.
 
     >>> q, s = quantize_fp8(torch.tensor([[1.0, -2.0, 0.5]]))
     >>> q.dtype, s.shape, dequantize_fp8(q, s).tolist()
     (torch.float8_e4m3fn, torch.Size([1, 1]), [[1.0, -2.0, 0.5]])
     """
-    br, bc = _check_block(block)
+    _check_quantize_args(x, block)
+    if tuple(block) == (1, BLOCK) and x.dim() == 2 and _ext.has_kernel("quantize_fp8_rows", x.device.type):
+        return _ext.call(torch.ops.yilightning.quantize_fp8_rows, x.detach())
+    return quantize_fp8_reference(x, block)
+
+
+def _check_quantize_args(x: torch.Tensor, block: tuple[int, int]) -> tuple[int, int]:
     if not isinstance(x, torch.Tensor) or x.dim() < 2 or not x.is_floating_point() or x.dtype == FP8_DTYPE:
         raise ValueError(f"quantize_fp8: x must be a float tensor [..., R, C] (not already FP8), got "
                          f"{getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}")
+    return _check_block(block)
+
+
+def quantize_fp8_reference(x: torch.Tensor, block: tuple[int, int] = (1, BLOCK)) -> tuple[torch.Tensor, torch.Tensor]:
+    """``quantize_fp8`` in PyTorch ops (any block and number of dims)."""
+    br, bc = _check_quantize_args(x, block)
     R, C = x.shape[-2:]
     xf = F.pad(x.detach().float(), (0, _blocks(C, bc) * bc - C, 0, _blocks(R, br) * br - R))
     tiles = xf.unflatten(-1, (-1, bc)).unflatten(-3, (-1, br))  # [..., RB, br, CB, bc]
     amax = tiles.abs().amax(dim=(-3, -1))  # [..., RB, CB]
     if not x.is_cuda and not torch.isfinite(amax).all():  # on a GPU this check would cost a sync
         raise ValueError("quantize_fp8: x has inf or NaN values; FP8 scales need finite inputs")
-    scale = torch.where(amax > 0, amax / FP8_MAX, torch.ones_like(amax))
+    scale = torch.where(amax == 0, torch.ones_like(amax), amax / FP8_MAX)  # NaN stays NaN
     q = (tiles / scale[..., :, None, :, None]).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE)
     q = q.flatten(-2).flatten(-3, -2)[..., :R, :C]
     return q.contiguous(), scale
@@ -79,8 +96,11 @@ def dequantize_fp8(q: torch.Tensor, scale: torch.Tensor, block: tuple[int, int] 
     if tuple(scale.shape) != want:
         raise ValueError(f"dequantize_fp8: scale must be {want} for q {tuple(q.shape)} and block {block}, got "
                          f"{tuple(scale.shape)}")
-    full = scale.float().repeat_interleave(br, dim=-2).repeat_interleave(bc, dim=-1)
-    return q.float() * full[..., :R, :C]
+    # blockwise broadcast on the zero-padded values (a repeat_interleave of the scales fused with
+    # the product is miscompiled by torch.compile's CPU backend in torch 2.14: values of 1e35)
+    qf = F.pad(q.float(), (0, want[-1] * bc - C, 0, want[-2] * br - R))
+    tiles = qf.unflatten(-1, (-1, bc)).unflatten(-3, (-1, br)) * scale.float()[..., :, None, :, None]
+    return tiles.flatten(-2).flatten(-3, -2)[..., :R, :C]
 
 
 def _check(a: torch.Tensor, a_scale: torch.Tensor, b: torch.Tensor, b_scale: torch.Tensor,
@@ -117,8 +137,8 @@ def _check(a: torch.Tensor, a_scale: torch.Tensor, b: torch.Tensor, b_scale: tor
 def fp8_kernel_runs(device: torch.device, K: int, N: int) -> bool:
     """Whether ``grouped_gemm_fp8`` on ``device`` with these K and N (and a bf16 output) runs the
     Hopper kernel; otherwise it computes the dequantized product."""
-    return (device.type == "cuda" and _ext.has_kernel("grouped_gemm_fp8", "cuda") and K % BLOCK == 0
-            and N % BLOCK == 0 and torch.cuda.get_device_capability(device)[0] == 9)
+    return (device.type == "cuda" and _ext.has_kernel("grouped_gemm_fp8", "cuda") and K > 0 and N > 0
+            and K % BLOCK == 0 and N % BLOCK == 0 and torch.cuda.get_device_capability(device)[0] == 9)
 
 
 def grouped_gemm_fp8_reference(a: torch.Tensor, a_scale: torch.Tensor, b: torch.Tensor, b_scale: torch.Tensor,
@@ -177,6 +197,11 @@ def expert_ffn_fp8(x_sorted: torch.Tensor, w_gate_up: tuple[torch.Tensor, torch.
 
 
 if _ext.module is not None:
+
+    @torch.library.register_fake("yilightning::quantize_fp8_rows")
+    def _quantize_fp8_rows_fake(x):  # noqa: ANN001
+        return (x.new_empty(x.shape, dtype=FP8_DTYPE),
+                x.new_empty((x.shape[0], _blocks(x.shape[1], BLOCK)), dtype=torch.float32))
 
     @torch.library.register_fake("yilightning::grouped_gemm_fp8")
     def _grouped_gemm_fp8_fake(a, a_scale, b, b_scale, group_sizes):  # noqa: ANN001
