@@ -6,7 +6,9 @@
 #pragma once
 #include <ATen/ATen.h>
 #include <c10/macros/Macros.h>
-#include <c10/util/Float8_e4m3fn.h>
+#include <c10/util/floating_point_utils.h>
+
+#include <cstdint>
 
 namespace yl::fp8 {
 
@@ -22,11 +24,25 @@ C10_HOST_DEVICE inline float amax_step(float amax, float v) {
   return (a > amax || a != a) ? a : amax;
 }
 
-// Comparisons keep NaN as NaN (fminf/fmaxf would turn it into a bound).
-C10_HOST_DEVICE inline c10::Float8_e4m3fn quantize(float v, float scale) {
+// The e4m3 bits of q, for |q| <= 448 or NaN: c10's round-to-nearest-even conversion (the one
+// torch's casts use) with the branches turned into selects, so a CPU loop of it vectorises.
+C10_HOST_DEVICE inline uint8_t e4m3_bits(float q) {
+  using c10::detail::fp32_from_bits;
+  using c10::detail::fp32_to_bits;
+  const uint32_t bits = fp32_to_bits(q), sign = bits & 0x80000000u, mag = bits ^ sign;
+  constexpr uint32_t denorm = 141u << 23;  // below 2^-6 (e4m3's smallest normal): add 2^-6 * 2^3
+  const uint32_t sub = fp32_to_bits(fp32_from_bits(mag) + fp32_from_bits(denorm)) - denorm;
+  const uint32_t norm = (mag + (uint32_t(7 - 127) << 23) + 0x7FFFFu + ((mag >> 20) & 1u)) >> 20;
+  const uint32_t r = mag > 0x7F800000u ? 0x7Fu : (mag < (121u << 23) ? sub : norm);
+  return static_cast<uint8_t>((r & 0xFFu) | (sign >> 24));
+}
+
+// v / scale clamped to +-448 (comparisons keep NaN: fminf/fmaxf would turn it into a bound),
+// as e4m3 bits.
+C10_HOST_DEVICE inline uint8_t quantize(float v, float scale) {
   float q = v / scale;
   q = q > kMax ? kMax : (q < -kMax ? -kMax : q);
-  return c10::Float8_e4m3fn(q);
+  return e4m3_bits(q);
 }
 
 // x [M, K] float -> (q [M, K] float8_e4m3fn, scale [M, ceil(K/128)] fp32), both allocated here.

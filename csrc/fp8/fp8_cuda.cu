@@ -17,7 +17,7 @@ constexpr int kPerLane = kBlock / 32;
 
 template <typename T>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
-quantize_rows_kernel(const T* __restrict__ x, c10::Float8_e4m3fn* __restrict__ q, float* __restrict__ scale,
+quantize_rows_kernel(const T* __restrict__ x, uint8_t* __restrict__ q, float* __restrict__ scale,
                      int64_t M, int64_t K, int64_t KB) {
   const int lane = threadIdx.x % 32;
   const int64_t warps = int64_t(gridDim.x) * kWarpsPerBlock;
@@ -51,7 +51,7 @@ std::tuple<at::Tensor, at::Tensor> quantize_rows_cuda(const at::Tensor& x_in) {
   YL_DISPATCH_FLOAT(x.scalar_type(), "quantize_fp8_rows_cuda", [&] {
     quantize_rows_kernel<scalar_t><<<static_cast<unsigned>(blocks), kWarpsPerBlock * 32, 0,
                                      c10::cuda::getCurrentCUDAStream()>>>(
-        x.const_data_ptr<scalar_t>(), reinterpret_cast<c10::Float8_e4m3fn*>(q.mutable_data_ptr()),
+        x.const_data_ptr<scalar_t>(), reinterpret_cast<uint8_t*>(q.mutable_data_ptr()),
         scale.mutable_data_ptr<float>(), M, K, KB);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -65,6 +65,23 @@ def test_activation_kernel_matches_the_reference_bit_for_bit(device, K, dtype):
     assert torch.equal(q_t.view(torch.uint8), q.view(torch.uint8))
 
 
+def test_rounding_equals_torchs_cast_on_every_tie_and_boundary(device):
+    """Scale 1 (each row's amax is 448): q must be x cast to e4m3 by torch, bit for bit, for
+    every e4m3 value, every midpoint between two (ties go to even), values one fp32 ulp either
+    side of them, and the subnormal range."""
+    grid = torch.arange(256, dtype=torch.uint8).view(torch.float8_e4m3fn).float()
+    grid = grid[grid.isfinite()].unique()  # the 253 distinct values (+-0 are one)
+    mids = (grid[1:] + grid[:-1]) / 2
+    vals = torch.cat([grid, mids, mids.nextafter(torch.tensor(-1e9)), mids.nextafter(torch.tensor(1e9)),
+                      torch.linspace(-2.0 ** -5, 2.0 ** -5, 4001), torch.tensor([-0.0])])
+    vals = vals[vals.abs() <= 448]
+    rows = torch.nn.functional.pad(vals, (0, -len(vals) % 127)).view(-1, 127)
+    x = torch.cat([torch.full((rows.shape[0], 1), 448.0), rows], dim=1).to(device)  # 128 columns
+    q, scale = quantize_fp8(x)
+    assert scale.eq(1).all()
+    assert torch.equal(q.view(torch.uint8), x.to(torch.float8_e4m3fn).view(torch.uint8))
+
+
 @pytest.mark.cuda
 def test_non_finite_values_on_the_gpu_make_their_block_nan():
     x = torch.randn(4, 256, device="cuda")
