@@ -34,6 +34,8 @@ TORCH_LIBRARY(yilightning, m) {
   m.def("grouped_gemm_fp8(Tensor a, Tensor a_scale, Tensor b, Tensor b_scale, Tensor group_sizes) -> Tensor", tags);
   // x [M, K] -> (q [M, K] float8_e4m3fn, scale [M, ceil(K/128)] fp32): one scale per row and 128 columns.
   m.def("quantize_fp8_rows(Tensor x) -> (Tensor, Tensor)", tags);
+  // q [..., R, C] float8_e4m3fn * scale [..., ceil(R/block_rows), ceil(C/block_cols)] -> fp32 (CPU).
+  m.def("dequantize_fp8(Tensor q, Tensor scale, int block_rows, int block_cols) -> Tensor", tags);
   // Returns (x_sorted [T*k, H], group_sizes [E] int64, row_map [T*k] int64).
   m.def("permute(Tensor x, Tensor indices, int num_experts) -> (Tensor, Tensor, Tensor)", tags);
   m.def("unpermute(Tensor y_sorted, Tensor row_map, Tensor weights) -> Tensor", tags);

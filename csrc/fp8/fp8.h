@@ -45,6 +45,16 @@ C10_HOST_DEVICE inline uint8_t quantize(float v, float scale) {
   return e4m3_bits(q);
 }
 
+// The value of e4m3 bits, exact (0x7f and 0xff are NaN), as selects for the same reason.
+C10_HOST_DEVICE inline float e4m3_value(uint8_t b) {
+  using c10::detail::fp32_from_bits;
+  using c10::detail::fp32_to_bits;
+  const uint32_t sign = uint32_t(b & 0x80u) << 24, exp = (b >> 3) & 0xFu, mant = b & 0x7u;
+  const float normal = fp32_from_bits(sign | ((exp + 120u) << 23) | (mant << 20));
+  const float sub = fp32_from_bits(sign | fp32_to_bits(static_cast<float>(mant) * 0.001953125f));  // mant * 2^-9
+  return (b & 0x7Fu) == 0x7Fu ? fp32_from_bits(0x7FC00000u) : (exp == 0 ? sub : normal);
+}
+
 // x [M, K] float -> (q [M, K] float8_e4m3fn, scale [M, ceil(K/128)] fp32), both allocated here.
 inline std::tuple<at::Tensor, at::Tensor> outputs_for(const at::Tensor& x) {
   TORCH_CHECK(x.dim() == 2, "quantize_fp8_rows: x must be [M, K], got shape ", x.sizes());

@@ -1,11 +1,13 @@
-// FP8 activation quantization on the CPU: parallel over rows; per 128-value block one pass for
-// the amax and one for the values, both vectorised (fp8.h's math written as selects).
+// FP8 on the CPU: activation quantization (parallel over rows; per 128-value block one pass for
+// the amax and one for the values) and dequantization of any block shape (the FP8 product's
+// path on the CPU), vectorised (fp8.h's conversions written as selects).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <atomic>
 #include <limits>
+#include <vector>
 
 #include "common/check.h"
 #include "common/cpu_convert.h"
@@ -30,7 +32,42 @@ YL_CPU_CLONES void block_quantize(const float* v, int64_t n, float scale, uint8_
   for (int64_t j = 0; j < n; ++j) q[j] = quantize(v[j], scale);
 }
 
+YL_CPU_CLONES void block_dequantize(const uint8_t* q, int64_t n, float scale, float* out) {
+  for (int64_t j = 0; j < n; ++j) out[j] = e4m3_value(q[j]) * scale;
+}
+
 namespace {
+
+// q [..., R, C] float8_e4m3fn, scale [..., ceil(R/br), ceil(C/bc)] fp32 -> q * scale in fp32.
+at::Tensor dequantize_cpu(const at::Tensor& q_in, const at::Tensor& scale_in, int64_t br, int64_t bc) {
+  TORCH_CHECK(q_in.scalar_type() == at::kFloat8_e4m3fn && q_in.dim() >= 2,
+              "dequantize_fp8: q must be float8_e4m3fn [..., R, C], got ", q_in.scalar_type(), " ", q_in.sizes());
+  TORCH_CHECK(br >= 1 && bc >= 1, "dequantize_fp8: the block must be positive, got (", br, ", ", bc, ")");
+  const int64_t R = q_in.size(-2), C = q_in.size(-1), RB = (R + br - 1) / br, CB = (C + bc - 1) / bc;
+  std::vector<int64_t> want(q_in.sizes().begin(), q_in.sizes().end() - 2);
+  want.push_back(RB);
+  want.push_back(CB);
+  TORCH_CHECK(scale_in.scalar_type() == at::kFloat && scale_in.sizes() == at::IntArrayRef(want),
+              "dequantize_fp8: scale must be float32 ", at::IntArrayRef(want), " for q ", q_in.sizes(), ", got ",
+              scale_in.scalar_type(), " ", scale_in.sizes());
+  const at::Tensor q = q_in.contiguous(), scale = scale_in.contiguous();
+  at::Tensor out = at::empty(q.sizes(), q.options().dtype(at::kFloat));
+  const int64_t rows = q.numel() / std::max<int64_t>(C, 1);
+  const auto* qp = reinterpret_cast<const uint8_t*>(q.const_data_ptr());
+  const float* sp = scale.const_data_ptr<float>();
+  float* op = out.mutable_data_ptr<float>();
+  if (C == 0) return out;
+  at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / C), [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i) {  // row i: batch i / R, row i % R
+      const float* srow = sp + ((i / R) * RB + (i % R) / br) * CB;
+      for (int64_t b = 0; b < CB; ++b) {
+        const int64_t c0 = b * bc;
+        block_dequantize(qp + i * C + c0, std::min(bc, C - c0), srow[b], op + i * C + c0);
+      }
+    }
+  });
+  return out;
+}
 
 std::tuple<at::Tensor, at::Tensor> quantize_rows_cpu(const at::Tensor& x_in) {
   auto [q, scale] = outputs_for(x_in);
@@ -65,6 +102,9 @@ std::tuple<at::Tensor, at::Tensor> quantize_rows_cpu(const at::Tensor& x_in) {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(yilightning, CPU, m) { m.impl("quantize_fp8_rows", &quantize_rows_cpu); }
+TORCH_LIBRARY_IMPL(yilightning, CPU, m) {
+  m.impl("quantize_fp8_rows", &quantize_rows_cpu);
+  m.impl("dequantize_fp8", &dequantize_cpu);
+}
 
 }  // namespace yl::fp8

@@ -23,8 +23,8 @@ from yilightning.ops.attention import (
 )
 from yilightning.ops.cross_entropy import cross_entropy, cross_entropy_reference, lm_head_loss, lm_head_loss_fused
 from yilightning.ops.fp8 import (
-    dequantize_fp8, expert_ffn_fp8, grouped_gemm_fp8, grouped_gemm_fp8_reference, quantize_fp8,
-    quantize_fp8_reference,
+    dequantize_fp8, dequantize_fp8_reference, expert_ffn_fp8, grouped_gemm_fp8, grouped_gemm_fp8_reference,
+    quantize_fp8, quantize_fp8_reference,
 )
 from yilightning.ops.grouped_gemm import expert_ffn, grouped_gemm, grouped_gemm_reference, moe_ffn, pack_experts
 from yilightning.ops.linear import linear, linear_reference
@@ -59,7 +59,7 @@ SPECS: dict[str, OpSpec] = {
 __all__ = [
     "OpSpec", "SPECS", "append_kv", "attention", "attention_reference", "cross_entropy", "cross_entropy_reference",
     "decode_attention",
-    "decode_attention_reference", "dequantize_fp8", "expert_ffn", "expert_ffn_fp8", "grouped_gemm_fp8", "grouped_gemm_fp8_reference",
+    "decode_attention_reference", "dequantize_fp8", "dequantize_fp8_reference", "expert_ffn", "expert_ffn_fp8", "grouped_gemm_fp8", "grouped_gemm_fp8_reference",
     "quantize_fp8", "quantize_fp8_reference", "rotary", "rotary_reference", "grouped_gemm", "grouped_gemm_reference", "linear",
     "linear_reference", "lm_head_loss", "lm_head_loss_fused", "load_balance_losses",
     "moe_ffn", "pack_experts", "permute", "rms_norm", "rms_norm_reference", "permute_reference", "route", "route_reference", "swiglu",

@@ -87,19 +87,35 @@ def quantize_fp8_reference(x: torch.Tensor, block: tuple[int, int] = (1, BLOCK))
 
 
 def dequantize_fp8(q: torch.Tensor, scale: torch.Tensor, block: tuple[int, int] = (1, BLOCK)) -> torch.Tensor:
-    """The fp32 values ``q * scale`` of ``quantize_fp8``'s output (same ``block``)."""
+    """The fp32 values ``q * scale`` of ``quantize_fp8``'s output (same ``block``): exact, as
+    each e4m3 value and its product with the scale are fp32 numbers. A vectorised kernel on the
+    CPU (this is the FP8 product's path there), ``dequantize_fp8_reference`` elsewhere."""
+    br, bc = _check_dequantize_args(q, scale, block)
+    if _ext.has_kernel("dequantize_fp8", q.device.type):
+        return _ext.call(torch.ops.yilightning.dequantize_fp8, q, scale, br, bc)
+    return dequantize_fp8_reference(q, scale, block)
+
+
+def _check_dequantize_args(q: torch.Tensor, scale: torch.Tensor, block: tuple[int, int]) -> tuple[int, int]:
     br, bc = _check_block(block)
-    if q.dim() < 2:
-        raise ValueError(f"dequantize_fp8: q must be [..., R, C], got shape {tuple(q.shape)}")
+    if q.dim() < 2 or q.dtype != FP8_DTYPE:
+        raise ValueError(f"dequantize_fp8: q must be float8_e4m3fn [..., R, C], got {q.dtype} {tuple(q.shape)}")
     R, C = q.shape[-2:]
     want = (*q.shape[:-2], _blocks(R, br), _blocks(C, bc))
-    if tuple(scale.shape) != want:
-        raise ValueError(f"dequantize_fp8: scale must be {want} for q {tuple(q.shape)} and block {block}, got "
-                         f"{tuple(scale.shape)}")
+    if tuple(scale.shape) != want or scale.dtype != torch.float32:
+        raise ValueError(f"dequantize_fp8: scale must be float32 {want} for q {tuple(q.shape)} and block {block}, "
+                         f"got {scale.dtype} {tuple(scale.shape)}")
+    return br, bc
+
+
+def dequantize_fp8_reference(q: torch.Tensor, scale: torch.Tensor, block: tuple[int, int] = (1, BLOCK)) -> torch.Tensor:
+    """``dequantize_fp8`` in PyTorch ops."""
+    br, bc = _check_dequantize_args(q, scale, block)
+    R, C = q.shape[-2:]
     # blockwise broadcast on the zero-padded values (a repeat_interleave of the scales fused with
     # the product is miscompiled by torch.compile's CPU backend in torch 2.14: values of 1e35)
-    qf = F.pad(q.float(), (0, want[-1] * bc - C, 0, want[-2] * br - R))
-    tiles = qf.unflatten(-1, (-1, bc)).unflatten(-3, (-1, br)) * scale.float()[..., :, None, :, None]
+    qf = F.pad(q.float(), (0, -C % bc, 0, -R % br))
+    tiles = qf.unflatten(-1, (-1, bc)).unflatten(-3, (-1, br)) * scale[..., :, None, :, None]
     return tiles.flatten(-2).flatten(-3, -2)[..., :R, :C]
 
 
@@ -202,6 +218,10 @@ if _ext.module is not None:
     def _quantize_fp8_rows_fake(x):  # noqa: ANN001
         return (x.new_empty(x.shape, dtype=FP8_DTYPE),
                 x.new_empty((x.shape[0], _blocks(x.shape[1], BLOCK)), dtype=torch.float32))
+
+    @torch.library.register_fake("yilightning::dequantize_fp8")
+    def _dequantize_fp8_fake(q, scale, block_rows, block_cols):  # noqa: ANN001
+        return q.new_empty(q.shape, dtype=torch.float32)
 
     @torch.library.register_fake("yilightning::grouped_gemm_fp8")
     def _grouped_gemm_fp8_fake(a, a_scale, b, b_scale, group_sizes):  # noqa: ANN001
