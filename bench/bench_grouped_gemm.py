@@ -43,17 +43,17 @@ def test_grouped_gemm(benchmark, impl, case, dtype):
         "torch._grouped_mm": lambda: torch._grouped_mm(a, b.transpose(1, 2), offs=offs),
         "mm-loop": loop,
     }[impl]
+    _measure(benchmark, fn, f"grouped_gemm {case} {dtype}", rows, E, K, N)
 
+
+def _measure(benchmark, fn, group, rows, E, K, N):
+    """Times ``fn`` (synchronised) in ``group`` and stores its TFLOP/s in the JSON report."""
     def step():
         fn()
         sync()
 
-    benchmark.group = f"grouped_gemm {case} {dtype}"
+    benchmark.group = group
     benchmark(step)
-    _report(benchmark, rows, E, K, N)
-
-
-def _report(benchmark, rows, E, K, N):
     if benchmark.stats is not None:
         benchmark.extra_info["TFLOP/s"] = round(2 * rows * E * K * N / benchmark.stats["mean"] / 1e12, 3)
 
@@ -79,11 +79,4 @@ def test_grouped_gemm_fp8(benchmark, impl, case):
         offs = sizes.cumsum(0).to(torch.int32)
         fn = lambda: torch._scaled_grouped_mm(xq, wq.transpose(1, 2), xs.squeeze(-1), ws.squeeze(-1),  # noqa: E731
                                               offs=offs, out_dtype=torch.bfloat16)
-
-    def step():
-        fn()
-        sync()
-
-    benchmark.group = f"grouped_gemm_fp8 {case}"
-    benchmark(step)
-    _report(benchmark, rows, E, K, N)
+    _measure(benchmark, fn, f"grouped_gemm_fp8 {case}", rows, E, K, N)

@@ -106,6 +106,30 @@ __global__ void setup_sm90(const int64_t* __restrict__ off, int64_t E, int64_t K
   }
 }
 
+// Runs a grouped CUTLASS 3.x GEMM on `stream` (alpha 1, beta 0: C is never read); `op` names the
+// caller in errors.
+template <typename Gemm>
+void launch(typename Gemm::Arguments args, const at::Tensor& like, const char* op, const Dims& d,
+            cudaStream_t stream) {
+  args.epilogue.thread.alpha = 1.f;
+  args.epilogue.thread.beta = 0.f;
+  Gemm gemm;
+  TORCH_CHECK(gemm.can_implement(args) == cutlass::Status::kSuccess, op, ": the sm90 kernel cannot run these "
+              "shapes (K=", d.K, ", N=", d.N, ")");
+  at::Tensor workspace = at::empty({static_cast<int64_t>(Gemm::get_workspace_size(args)) + 1},
+                                   like.options().dtype(at::kByte));
+  TORCH_CHECK(gemm.initialize(args, workspace.mutable_data_ptr(), stream) == cutlass::Status::kSuccess, op,
+              ": sm90 initialisation failed");
+  TORCH_CHECK(gemm.run(stream) == cutlass::Status::kSuccess, op, ": sm90 launch failed");
+}
+
+cutlass::KernelHardwareInfo hardware(const at::Tensor& t) {
+  cutlass::KernelHardwareInfo hw;
+  hw.device_id = t.device().index();
+  hw.sm_count = cutlass::KernelHardwareInfo::query_device_multiprocessor_count(hw.device_id);
+  return hw;
+}
+
 template <typename Element, bool TRANS_B>
 void run_sm90(const at::Tensor& a, const at::Tensor& b, at::Tensor& c, const at::Tensor& offs, const Dims& d,
               cudaStream_t stream) {
@@ -119,24 +143,12 @@ void run_sm90(const at::Tensor& a, const at::Tensor& b, at::Tensor& c, const at:
       reinterpret_cast<const Element*>(b.const_data_ptr()), reinterpret_cast<Element*>(c.mutable_data_ptr()), arr);
   TORCH_CHECK(cudaGetLastError() == cudaSuccess, "grouped_gemm: sm90 setup launch failed");
 
-  cutlass::KernelHardwareInfo hw;
-  hw.device_id = a.device().index();
-  hw.sm_count = cutlass::KernelHardwareInfo::query_device_multiprocessor_count(hw.device_id);
-  typename Gemm::Arguments args{cutlass::gemm::GemmUniversalMode::kGrouped,
-                                {static_cast<int>(E), arr.problems, nullptr},
-                                {arr.pa, arr.sa, arr.pb, arr.sb},
-                                {{}, arr.pc, arr.sc, arr.pd, arr.sd},
-                                hw};
-  args.epilogue.thread.alpha = 1.f;  // beta = 0: C is never read
-  args.epilogue.thread.beta = 0.f;
-  Gemm gemm;
-  TORCH_CHECK(gemm.can_implement(args) == cutlass::Status::kSuccess, "grouped_gemm: the sm90 kernel cannot run "
-              "these shapes (K=", d.K, ", N=", d.N, ")");
-  at::Tensor workspace = at::empty({static_cast<int64_t>(Gemm::get_workspace_size(args)) + 1},
-                                   a.options().dtype(at::kByte));
-  TORCH_CHECK(gemm.initialize(args, workspace.mutable_data_ptr(), stream) == cutlass::Status::kSuccess,
-              "grouped_gemm: sm90 initialisation failed");
-  TORCH_CHECK(gemm.run(stream) == cutlass::Status::kSuccess, "grouped_gemm: sm90 launch failed");
+  launch<Gemm>({cutlass::gemm::GemmUniversalMode::kGrouped,
+                {static_cast<int>(E), arr.problems, nullptr},
+                {arr.pa, arr.sa, arr.pb, arr.sb},
+                {{}, arr.pc, arr.sc, arr.pd, arr.sd},
+                hardware(a)},
+               a, "grouped_gemm", d, stream);
 }
 
 
@@ -273,24 +285,12 @@ at::Tensor forward_fp8_sm90(const at::Tensor& a, const at::Tensor& a_scale, cons
       sfb_t.const_data_ptr<float>(), arr);
   TORCH_CHECK(cudaGetLastError() == cudaSuccess, "grouped_gemm_fp8: setup launch failed");
 
-  cutlass::KernelHardwareInfo hw;
-  hw.device_id = a.device().index();
-  hw.sm_count = cutlass::KernelHardwareInfo::query_device_multiprocessor_count(hw.device_id);
-  typename Gemm::Arguments args{cutlass::gemm::GemmUniversalMode::kGrouped,
-                                {static_cast<int>(E), arr.problems, nullptr},
-                                {arr.pa, arr.sa, arr.pb, arr.sb, arr.psfa, arr.lsfa, arr.psfb, arr.lsfb},
-                                {{}, arr.pc, arr.sc, arr.pd, arr.sd},
-                                hw};
-  args.epilogue.thread.alpha = 1.f;  // beta = 0: C is never read
-  args.epilogue.thread.beta = 0.f;
-  Gemm gemm;
-  TORCH_CHECK(gemm.can_implement(args) == cutlass::Status::kSuccess, "grouped_gemm_fp8: the sm90 kernel cannot "
-              "run these shapes (K=", d.K, ", N=", d.N, ")");
-  at::Tensor workspace = at::empty({static_cast<int64_t>(Gemm::get_workspace_size(args)) + 1},
-                                   a.options().dtype(at::kByte));
-  TORCH_CHECK(gemm.initialize(args, workspace.mutable_data_ptr(), stream) == cutlass::Status::kSuccess,
-              "grouped_gemm_fp8: sm90 initialisation failed");
-  TORCH_CHECK(gemm.run(stream) == cutlass::Status::kSuccess, "grouped_gemm_fp8: sm90 launch failed");
+  launch<Gemm>({cutlass::gemm::GemmUniversalMode::kGrouped,
+                {static_cast<int>(E), arr.problems, nullptr},
+                {arr.pa, arr.sa, arr.pb, arr.sb, arr.psfa, arr.lsfa, arr.psfb, arr.lsfb},
+                {{}, arr.pc, arr.sc, arr.pd, arr.sd},
+                hardware(a)},
+               a, "grouped_gemm_fp8", d, stream);
   return c;
 }
 
