@@ -1,8 +1,9 @@
 // FP8 (e4m3) quantization of activations, one fp32 scale per row and 128 columns (DeepSeek-V3's
-// recipe, what grouped_gemm_fp8 takes): scale = amax / 448 (1 for an all-zero block), and each
-// value rounded to nearest-even e4m3 after dividing by it and clamping to +-448. The per-value
-// math is shared by the CPU and CUDA kernels, and equals yilightning.ops.fp8's PyTorch
-// reference bit for bit (the same fp32 division, clamp and conversion).
+// recipe, what grouped_gemm_fp8 takes): scale = amax / 448 (1 for an all-zero block, at least
+// 2^-126 otherwise), and each value rounded to nearest-even e4m3 after dividing by it and
+// clamping to +-448. The per-value math is shared by the CPU and CUDA kernels, and equals
+// yilightning.ops.fp8's PyTorch reference bit for bit (the same fp32 division, clamp and
+// conversion).
 #pragma once
 #include <ATen/ATen.h>
 #include <c10/macros/Macros.h>
@@ -15,8 +16,12 @@ namespace yl::fp8 {
 constexpr int64_t kBlock = 128;
 constexpr float kMax = 448.f;
 
-// NaN propagates (amax NaN gives scale NaN); only an exact zero means "no scale needed".
-C10_HOST_DEVICE inline float scale_of(float amax) { return amax == 0.f ? 1.f : amax / kMax; }
+// NaN propagates (amax NaN gives scale NaN); an exact zero gets scale 1; a tiny amax gets fp32's
+// smallest normal number (2^-126): below it the scale would lose precision, and under 3e-43 be 0.
+C10_HOST_DEVICE inline float scale_of(float amax) {
+  const float s = amax / kMax;
+  return amax == 0.f ? 1.f : (s < 1.17549435e-38f ? 1.17549435e-38f : s);
+}
 
 // |v| folded into a running maximum, NaN kept (fmaxf would drop it).
 C10_HOST_DEVICE inline float amax_step(float amax, float v) {

@@ -50,6 +50,8 @@ at::Tensor dequantize_cpu(const at::Tensor& q_in, const at::Tensor& scale_in, in
   TORCH_CHECK(scale_in.scalar_type() == at::kFloat && scale_in.sizes() == at::IntArrayRef(want),
               "dequantize_fp8: scale must be float32 ", at::IntArrayRef(want), " for q ", q_in.sizes(), ", got ",
               scale_in.scalar_type(), " ", scale_in.sizes());
+  TORCH_CHECK(q_in.is_cpu() && scale_in.is_cpu(), "dequantize_fp8: q and scale must be CPU tensors here, got ",
+              q_in.device(), " and ", scale_in.device());
   const at::Tensor q = q_in.contiguous(), scale = scale_in.contiguous();
   at::Tensor out = at::empty(q.sizes(), q.options().dtype(at::kFloat));
   const int64_t rows = q.numel() / std::max<int64_t>(C, 1);

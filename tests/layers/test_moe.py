@@ -247,6 +247,24 @@ def test_quantize_fp8_runs_inference_in_fp8_and_follows_the_weights():
     assert moe.w_gate_up.grad is not None and x.grad is not None
 
 
+def test_fp8_layer_under_autocast_and_after_a_failed_requantization():
+    torch.manual_seed(0)
+    moe = MoE(128, 4, 2, 128)
+    x = torch.randn(20, 128)
+    moe.quantize_fp8()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        plain_dtype = MoE(128, 4, 2, 128)(x).hidden.dtype
+        assert moe(x).hidden.dtype == plain_dtype == torch.bfloat16  # as the full-precision path
+    good = {k: v.clone() for k, v in moe.state_dict().items()}
+    with torch.no_grad():
+        want = moe(x).hidden
+        moe.w_down[0, 0, 0] = float("nan")
+        with pytest.raises(ValueError, match="MoE.quantize_fp8: cannot quantize the expert weights"):
+            moe(x)
+        moe.load_state_dict(good)
+        assert moe._fp8 is not None and torch.equal(moe(x).hidden, want)  # FP8 stayed on (found by fuzzing)
+
+
 def test_modules_pickled_before_the_inference_options_load():
     moe = MoE(64, 4, 2, 32)
     state = moe.__getstate__()

@@ -60,6 +60,7 @@ def test_activation_kernel_matches_the_reference_bit_for_bit(device, K, dtype):
     x = torch.randn(37, K, generator=g) * 2.0 ** torch.randint(-20, 8, (37, 1), generator=g)
     x[3] = 0  # an all-zero row: scale 1
     x[5, : min(K, 128)] = 1e-30  # below e4m3's range after scaling: flushed to zero
+    x[6] = 1e-41 * torch.randn(K, generator=g)  # fp32 subnormals: the scale keeps its floor, 2^-126
     x = x.to(device, dtype)
     if dtype == torch.float16:
         x = x.clamp(-6e4, 6e4)
@@ -118,6 +119,26 @@ def test_quantize_zero_block_and_exact_values():
     assert torch.equal(dequantize_fp8(q, scale), x)
 
 
+def test_tiny_blocks_keep_a_normal_scale():
+    """amax / 448 of a block of fp32 subnormals is 0 (or a subnormal with few bits): 0 / 0 gave
+    NaN and everything else +-448 (found by fuzzing); the scale now stops at 2^-126."""
+    x = torch.tensor([[1e-44, 0.0, -1e-45] + [0.0] * 125, [3e-41] * 64 + [-1e-38] * 64])
+    for fn in (quantize_fp8, quantize_fp8_reference):
+        q, scale = fn(x)
+        assert scale.eq(torch.finfo(torch.float32).tiny).all() and q.float().isfinite().all()
+        err = (dequantize_fp8(q, scale).double() - x.double()).abs()
+        assert (err <= x.double().abs() / 16 + torch.finfo(torch.float32).tiny * 2.0 ** -10).all()
+
+
+def test_quantize_other_float_dtypes_and_large_blocks():
+    x = torch.randn(3, 200, dtype=torch.float64)
+    q, scale = quantize_fp8(x)  # float64 takes the reference (the kernel reads 16/32-bit floats)
+    torch.testing.assert_close(dequantize_fp8(q, scale).double(), x, rtol=1 / 16, atol=0)
+    q2, scale2 = quantize_fp8(x, block=(1, 10 ** 9))  # as (1, 200): no padding to 10^9 columns
+    assert scale2.shape == (3, 1) and torch.equal(scale2, quantize_fp8(x, block=(1, 200))[1])
+    assert torch.equal(dequantize_fp8(q2, scale2, (1, 10 ** 9)), dequantize_fp8_reference(q2, scale2, (1, 10 ** 9)))
+
+
 def test_quantize_rejects_bad_input():
     for fn in (quantize_fp8, quantize_fp8_reference):  # the kernel and the reference alike
         with pytest.raises(ValueError, match="inf or NaN"):
@@ -128,13 +149,22 @@ def test_quantize_rejects_bad_input():
         quantize_fp8(torch.ones(4))
     with pytest.raises(ValueError, match="float tensor"):
         quantize_fp8(torch.ones(2, 2, dtype=torch.int64))
-    with pytest.raises(ValueError, match="block must be two positive ints"):
-        quantize_fp8(torch.ones(2, 2), block=(0, 128))
+    for block in [(0, 128), 128, None, {1: 0, 128: 0}, (1, True)]:
+        with pytest.raises(ValueError, match="block must be two positive ints"):
+            quantize_fp8(torch.ones(2, 2), block=block)
+    with pytest.raises(ValueError, match="not already FP8"):
+        quantize_fp8(torch.ones(2, 2).to(torch.float8_e5m2))
     q, s = quantize_fp8(torch.ones(2, 200))
     with pytest.raises(ValueError, match=r"scale must be float32 \(2, 2\)"):
         dequantize_fp8(q, s[:, :1])
     with pytest.raises(ValueError, match="q must be float8_e4m3fn"):
         dequantize_fp8(q.float(), s)
+    with pytest.raises(ValueError, match="scale must be on q's device cpu"):  # the kernel read it as CPU memory
+        dequantize_fp8(q, s.to("meta"))
+    with pytest.raises(ValueError, match="no gradient flows"):
+        dequantize_fp8(q, s.requires_grad_())
+    with pytest.raises(TypeError, match="scale must be a torch.Tensor"):
+        dequantize_fp8(q, [[1.0, 1.0], [1.0, 1.0]])
 
 
 def operands(sizes, K, N, device, seed=0):
@@ -206,8 +236,19 @@ def test_grouped_gemm_fp8_rejects_bad_input():
         grouped_gemm_fp8(xq, xs, wq, ws, gs[:1])
     with pytest.raises(ValueError, match="group_sizes must sum to the rows of a"):
         grouped_gemm_fp8(xq, xs, wq, ws, torch.tensor([3, 6]))
+    with pytest.raises(TypeError, match="group_sizes must be a torch.Tensor"):
+        grouped_gemm_fp8(xq, xs, wq, ws, [3, 5])
     with pytest.raises(ValueError, match="forward only"):
         grouped_gemm_fp8(xq, xs.requires_grad_(), wq, ws, gs)
+
+
+def test_autocast_does_not_round_the_fp8_operands():
+    """The CPU path dequantizes to fp32 and multiplies with grouped_gemm, which autocast would
+    have cast to bf16 (found by fuzzing)."""
+    _, _, xq, xs, wq, ws, gs = operands([3, 0, 5], 256, 128, "cpu")
+    want = grouped_gemm_fp8(xq, xs, wq, ws, gs, out_dtype=torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(grouped_gemm_fp8(xq, xs, wq, ws, gs, out_dtype=torch.float32), want)
 
 
 @needs_ext

@@ -194,11 +194,13 @@ class MoE(nn.Module):
         >>> with torch.no_grad():
         ...     out = moe(torch.randn(16, 256))
         """
-        self._fp8 = None
         if enable:
-            with torch.no_grad():
-                self._fp8 = (quantize_fp8(self.w_gate_up, (128, 128)), quantize_fp8(self.w_down, (128, 128)),
-                             weights_stamp(self.w_gate_up, self.w_down))
+            try:
+                with torch.no_grad():  # made first: a failure leaves the layer as it was
+                    copies = (quantize_fp8(self.w_gate_up, (128, 128)), quantize_fp8(self.w_down, (128, 128)))
+            except ValueError as e:
+                raise ValueError(f"MoE.quantize_fp8: cannot quantize the expert weights: {e}") from e
+        self._fp8 = (*copies, weights_stamp(self.w_gate_up, self.w_down)) if enable else None
         return enable and fp8_kernel_runs(self.w_gate_up.device, self.hidden_size, 2 * self.intermediate_size) \
             and fp8_kernel_runs(self.w_gate_up.device, self.intermediate_size, self.hidden_size)
 

@@ -15,13 +15,15 @@ import torch
 import torch.nn.functional as F
 
 from yilightning import _ext
+from yilightning.ops._autocast import autocast_inputs
 from yilightning.ops.grouped_gemm import grouped_gemm
 from yilightning.ops.swiglu import swiglu
 
 FP8_DTYPE = torch.float8_e4m3fn
 FP8_MAX = torch.finfo(FP8_DTYPE).max  # 448
 BLOCK = 128  # columns (and weight rows) per scale
-_OUT_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+SCALE_MIN = torch.finfo(torch.float32).tiny  # 2^-126: a smaller scale would lose precision or be 0
+_FLOATS = (torch.bfloat16, torch.float16, torch.float32)
 
 
 def _blocks(n: int, size: int) -> int:
@@ -29,9 +31,24 @@ def _blocks(n: int, size: int) -> int:
 
 
 def _check_block(block: tuple[int, int]) -> tuple[int, int]:
-    if len(block) != 2 or any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in block):
+    if not isinstance(block, (tuple, list)) or len(block) != 2 or \
+            any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in block):
         raise ValueError(f"block must be two positive ints (rows, columns), e.g. (1, 128), got {block!r}")
-    return block
+    return int(block[0]), int(block[1])
+
+
+def _check_tensor(t: object, name: str) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+
+
+def _padded_tiles(x: torch.Tensor, br: int, bc: int) -> torch.Tensor:
+    """fp32 x [..., R, C] zero-padded to whole blocks and viewed as [..., RB, br, CB, bc]; a
+    block larger than x is cut to x's size first (the same blocks, without the padding)."""
+    R, C = x.shape[-2:]
+    br, bc = max(1, min(br, R)), max(1, min(bc, C))
+    xf = F.pad(x.float(), (0, -C % bc, 0, -R % br))
+    return xf.unflatten(-1, (-1, bc)).unflatten(-3, (-1, br))
 
 
 def quantize_fp8(x: torch.Tensor, block: tuple[int, int] = (1, BLOCK)) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,9 +64,11 @@ def quantize_fp8(x: torch.Tensor, block: tuple[int, int] = (1, BLOCK)) -> tuple[
         ``[..., ceil(R / rows), ceil(C / columns)]``, with ``x ~= q * scale`` blockwise. Each
         block's largest magnitude maps to 448 (e4m3's largest value); an all-zero block gets
         scale 1. The rounding error is at most 1/16 of a value's magnitude (3 mantissa bits),
-        and values below 2^-9 of their block's largest magnitude flush towards zero. Inf or NaN
-        in x raise a ValueError on the CPU; on a GPU (no check: it would cost a sync) they make
-        their block's values NaN.
+        and values below 2^-9 of their block's largest magnitude flush towards zero. A block
+        whose largest magnitude is below 448 x 2^-126 (5.3e-36) keeps scale 2^-126 (fp32's
+        smallest normal number), so its values, all within 5.3e-36 of zero, lose that
+        precision. Inf or NaN in x raise a ValueError on the CPU; on a GPU (no check: it would
+        cost a sync) they make their block's values NaN.
 
     Activations (2-D, ``block=(1, 128)``) go through one compiled pass (CPU and CUDA kernels);
     other shapes and blocks through ``quantize_fp8_reference``, with the same result bit for bit.
@@ -58,14 +77,15 @@ def quantize_fp8(x: torch.Tensor, block: tuple[int, int] = (1, BLOCK)) -> tuple[
     >>> q.dtype, s.shape, dequantize_fp8(q, s).tolist()
     (torch.float8_e4m3fn, torch.Size([1, 1]), [[1.0, -2.0, 0.5]])
     """
-    _check_quantize_args(x, block)
-    if tuple(block) == (1, BLOCK) and x.dim() == 2 and _ext.has_kernel("quantize_fp8_rows", x.device.type):
+    block = _check_quantize_args(x, block)
+    if block == (1, BLOCK) and x.dim() == 2 and x.dtype in _FLOATS and \
+            _ext.has_kernel("quantize_fp8_rows", x.device.type):
         return _ext.call(torch.ops.yilightning.quantize_fp8_rows, x.detach())
     return quantize_fp8_reference(x, block)
 
 
 def _check_quantize_args(x: torch.Tensor, block: tuple[int, int]) -> tuple[int, int]:
-    if not isinstance(x, torch.Tensor) or x.dim() < 2 or not x.is_floating_point() or x.dtype == FP8_DTYPE:
+    if not isinstance(x, torch.Tensor) or x.dim() < 2 or not x.is_floating_point() or x.element_size() == 1:
         raise ValueError(f"quantize_fp8: x must be a float tensor [..., R, C] (not already FP8), got "
                          f"{getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}")
     return _check_block(block)
@@ -75,12 +95,12 @@ def quantize_fp8_reference(x: torch.Tensor, block: tuple[int, int] = (1, BLOCK))
     """``quantize_fp8`` in PyTorch ops (any block and number of dims)."""
     br, bc = _check_quantize_args(x, block)
     R, C = x.shape[-2:]
-    xf = F.pad(x.detach().float(), (0, _blocks(C, bc) * bc - C, 0, _blocks(R, br) * br - R))
-    tiles = xf.unflatten(-1, (-1, bc)).unflatten(-3, (-1, br))  # [..., RB, br, CB, bc]
+    tiles = _padded_tiles(x.detach(), br, bc)  # [..., RB, br, CB, bc]
     amax = tiles.abs().amax(dim=(-3, -1))  # [..., RB, CB]
     if not x.is_cuda and not torch.isfinite(amax).all():  # on a GPU this check would cost a sync
         raise ValueError("quantize_fp8: x has inf or NaN values; FP8 scales need finite inputs")
-    scale = torch.where(amax == 0, torch.ones_like(amax), amax / FP8_MAX)  # NaN stays NaN
+    # NaN stays NaN through the clamp; the floor keeps tiny blocks' scales normal numbers
+    scale = torch.where(amax == 0, torch.ones_like(amax), (amax / FP8_MAX).clamp_min(SCALE_MIN))
     q = (tiles / scale[..., :, None, :, None]).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE)
     q = q.flatten(-2).flatten(-3, -2)[..., :R, :C]
     return q.contiguous(), scale
@@ -98,6 +118,8 @@ def dequantize_fp8(q: torch.Tensor, scale: torch.Tensor, block: tuple[int, int] 
 
 def _check_dequantize_args(q: torch.Tensor, scale: torch.Tensor, block: tuple[int, int]) -> tuple[int, int]:
     br, bc = _check_block(block)
+    _check_tensor(q, "dequantize_fp8: q")
+    _check_tensor(scale, "dequantize_fp8: scale")
     if q.dim() < 2 or q.dtype != FP8_DTYPE:
         raise ValueError(f"dequantize_fp8: q must be float8_e4m3fn [..., R, C], got {q.dtype} {tuple(q.shape)}")
     R, C = q.shape[-2:]
@@ -105,6 +127,10 @@ def _check_dequantize_args(q: torch.Tensor, scale: torch.Tensor, block: tuple[in
     if tuple(scale.shape) != want or scale.dtype != torch.float32:
         raise ValueError(f"dequantize_fp8: scale must be float32 {want} for q {tuple(q.shape)} and block {block}, "
                          f"got {scale.dtype} {tuple(scale.shape)}")
+    if scale.device != q.device:
+        raise ValueError(f"dequantize_fp8: scale must be on q's device {q.device}, got {scale.device}")
+    if scale.requires_grad:
+        raise ValueError("dequantize_fp8: no gradient flows through FP8 values; pass scale.detach()")
     return br, bc
 
 
@@ -114,21 +140,22 @@ def dequantize_fp8_reference(q: torch.Tensor, scale: torch.Tensor, block: tuple[
     R, C = q.shape[-2:]
     # blockwise broadcast on the zero-padded values (a repeat_interleave of the scales fused with
     # the product is miscompiled by torch.compile's CPU backend in torch 2.14: values of 1e35)
-    qf = F.pad(q.float(), (0, -C % bc, 0, -R % br))
-    tiles = qf.unflatten(-1, (-1, bc)).unflatten(-3, (-1, br)) * scale[..., :, None, :, None]
+    tiles = _padded_tiles(q, br, bc) * scale[..., :, None, :, None]
     return tiles.flatten(-2).flatten(-3, -2)[..., :R, :C]
 
 
 def _check(a: torch.Tensor, a_scale: torch.Tensor, b: torch.Tensor, b_scale: torch.Tensor,
            group_sizes: torch.Tensor, out_dtype: torch.dtype) -> None:
+    for t, name in ((a, "a"), (a_scale, "a_scale"), (b, "b"), (b_scale, "b_scale"), (group_sizes, "group_sizes")):
+        _check_tensor(t, f"grouped_gemm_fp8: {name}")
     if a.dtype != FP8_DTYPE or b.dtype != FP8_DTYPE:
         raise TypeError(f"grouped_gemm_fp8: a and b must be float8_e4m3fn (from quantize_fp8), got {a.dtype} and "
                         f"{b.dtype}")
     if a_scale.dtype != torch.float32 or b_scale.dtype != torch.float32:
         raise TypeError(f"grouped_gemm_fp8: a_scale and b_scale must be float32, got {a_scale.dtype} and "
                         f"{b_scale.dtype}")
-    if out_dtype not in _OUT_DTYPES:
-        raise TypeError(f"grouped_gemm_fp8: out_dtype must be one of {_OUT_DTYPES}, got {out_dtype}")
+    if out_dtype not in _FLOATS:
+        raise TypeError(f"grouped_gemm_fp8: out_dtype must be one of {_FLOATS}, got {out_dtype}")
     if a.dim() != 2 or b.dim() != 3 or b.shape[2] != a.shape[1]:
         raise ValueError(f"grouped_gemm_fp8: a must be [M, K] and b [E, N, K] (the nn.Linear layout), got "
                          f"{tuple(a.shape)} and {tuple(b.shape)}")
@@ -164,7 +191,8 @@ def grouped_gemm_fp8_reference(a: torch.Tensor, a_scale: torch.Tensor, b: torch.
     _check(a, a_scale, b, b_scale, group_sizes, out_dtype)
     a32 = dequantize_fp8(a, a_scale, (1, BLOCK))
     b32 = dequantize_fp8(b, b_scale, (BLOCK, BLOCK))
-    return grouped_gemm(a32, b32, group_sizes, trans_b=True).to(out_dtype)
+    with torch.autocast(a.device.type, enabled=False):  # autocast would round the operands to bf16
+        return grouped_gemm(a32, b32, group_sizes, trans_b=True).to(out_dtype)
 
 
 def grouped_gemm_fp8(a: torch.Tensor, a_scale: torch.Tensor, b: torch.Tensor, b_scale: torch.Tensor,
@@ -200,7 +228,8 @@ def grouped_gemm_fp8(a: torch.Tensor, a_scale: torch.Tensor, b: torch.Tensor, b_
 def expert_ffn_fp8(x_sorted: torch.Tensor, w_gate_up: tuple[torch.Tensor, torch.Tensor],
                    w_down: tuple[torch.Tensor, torch.Tensor], group_sizes: torch.Tensor) -> torch.Tensor:
     """``expert_ffn`` in FP8, forward only: the rows quantized per 128 columns, the gate/up
-    product, SwiGLU in bf16, the activation quantized again, the down product; x's dtype out.
+    product, SwiGLU in bf16, the activation quantized again, the down product; x's dtype out
+    (the autocast dtype under autocast, as ``expert_ffn``).
 
     Args:
         x_sorted: ``[T*k, H]`` rows grouped by expert.
@@ -208,6 +237,7 @@ def expert_ffn_fp8(x_sorted: torch.Tensor, w_gate_up: tuple[torch.Tensor, torch.
             ``[E, H, I]`` expert weights.
         group_sizes: int64 ``[E]``.
     """
+    x_sorted, = autocast_inputs(x_sorted.device, x_sorted)
     h = grouped_gemm_fp8(*quantize_fp8(x_sorted), *w_gate_up, group_sizes)
     return grouped_gemm_fp8(*quantize_fp8(swiglu(h)), *w_down, group_sizes).to(x_sorted.dtype)
 
