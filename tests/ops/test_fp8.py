@@ -4,7 +4,8 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from yilightning import _ext
 from yilightning.ops import (
-    dequantize_fp8, dequantize_fp8_reference, grouped_gemm, grouped_gemm_fp8, quantize_fp8, quantize_fp8_reference,
+    dequantize_fp8, dequantize_fp8_reference, expert_ffn_fp8, grouped_gemm, grouped_gemm_fp8, quantize_fp8,
+    quantize_fp8_reference,
 )
 from yilightning.ops.fp8 import FP8_MAX, fp8_kernel_runs
 
@@ -289,3 +290,15 @@ def test_hopper_kernel_opcheck_and_compile():
     torch._dynamo.reset()
     fn = torch.compile(lambda *args: grouped_gemm_fp8(*args).float().relu(), fullgraph=True, dynamic=False)
     torch.testing.assert_close(fn(xq, xs, wq, ws, gs), grouped_gemm_fp8(xq, xs, wq, ws, gs).float().relu())
+
+
+@needs_ext
+def test_expert_ffn_fp8_compiles_fullgraph(monkeypatch):
+    # inductor keeps fp32 where eager rounds the bf16 product; emulating the casts makes it exact
+    monkeypatch.setattr(torch._inductor.config, "emulate_precision_casts", True)
+    torch._dynamo.reset()
+    x, gs = torch.randn(50, 256), torch.tensor([20, 0, 30])
+    w_gate_up = quantize_fp8(torch.randn(3, 256, 256), (128, 128))
+    w_down = quantize_fp8(torch.randn(3, 256, 128), (128, 128))
+    compiled = torch.compile(expert_ffn_fp8, fullgraph=True)
+    assert torch.equal(compiled(x, w_gate_up, w_down, gs), expert_ffn_fp8(x, w_gate_up, w_down, gs))
