@@ -12,5 +12,6 @@ time make setup
 .venv/bin/python -m pytest tests -m cuda -q -rs
 .venv/bin/python -m pytest bench --benchmark-only -q --benchmark-columns=mean,stddev,rounds \
   --benchmark-sort=name --benchmark-json=gpu_bench.json
+.venv/bin/python bench/gpu_targets.py       # the MoE kernels' GPU targets, CUDA-event timed
 .venv/bin/python bench/bench_moe.py         # the MoE layer side by side with its peers
 .venv/bin/python bench/bench_attention.py --seq 8192   # attention beside SDPA
