@@ -293,12 +293,16 @@ def test_hopper_kernel_opcheck_and_compile():
 
 
 @needs_ext
-def test_expert_ffn_fp8_compiles_fullgraph(monkeypatch):
-    # inductor keeps fp32 where eager rounds the bf16 product; emulating the casts makes it exact
-    monkeypatch.setattr(torch._inductor.config, "emulate_precision_casts", True)
+def test_expert_ffn_fp8_compiles_fullgraph():
+    import torch._inductor.config as inductor_config
+
     torch._dynamo.reset()
     x, gs = torch.randn(50, 256), torch.tensor([20, 0, 30])
     w_gate_up = quantize_fp8(torch.randn(3, 256, 256), (128, 128))
     w_down = quantize_fp8(torch.randn(3, 256, 128), (128, 128))
-    compiled = torch.compile(expert_ffn_fp8, fullgraph=True)
-    assert torch.equal(compiled(x, w_gate_up, w_down, gs), expert_ffn_fp8(x, w_gate_up, w_down, gs))
+    # inductor keeps fp32 where eager rounds the bf16 product; emulating the casts makes it exact
+    # (config.patch, not monkeypatch: undoing the latter deletes the setting for later tests)
+    with inductor_config.patch(emulate_precision_casts=True):
+        compiled = torch.compile(expert_ffn_fp8, fullgraph=True)
+        assert torch.equal(compiled(x, w_gate_up, w_down, gs), expert_ffn_fp8(x, w_gate_up, w_down, gs))
+    torch._dynamo.reset()

@@ -3,10 +3,11 @@ operator reached 1,200 TFLOPS in FP8): activations get one fp32 scale per row an
 expert weights one per 128 x 128 block, and the product accumulates in fp32, each 128-deep slice
 of K scaled as it is added.
 
-``quantize_fp8`` makes the operands, ``grouped_gemm_fp8`` multiplies them per expert (forward
-only: inference). On a Hopper GPU (sm_90) the product is one CUTLASS kernel (TMA loads, FP8
-WGMMA) for K and N multiples of 128; everywhere else (CPU, other GPUs, other shapes) it is the
-same product computed from the dequantized fp32 operands with ``grouped_gemm``.
+``quantize_fp8`` makes the operands (activations in one compiled pass on the CPU and the GPU),
+``grouped_gemm_fp8`` multiplies them per expert (forward only: inference). On a Hopper GPU
+(sm_90) the product is one CUTLASS kernel (TMA loads, FP8 WGMMA) for K and N multiples of 128;
+everywhere else (CPU, other GPUs, other shapes) it is the same product computed from the
+dequantized fp32 operands (``dequantize_fp8``, a CPU kernel) with ``grouped_gemm``.
 """
 
 from __future__ import annotations
