@@ -11,20 +11,15 @@ Both are memory-bound: compare GB/s (bytes moved / time) against the machine's c
 
 import pytest
 import torch
-from timing import DEVICE, sync
+from timing import DEVICE, run_benchmark
 
 from yilightning.ops import dequantize_fp8, dequantize_fp8_reference, quantize_fp8, quantize_fp8_reference
 
 
 def _measure(benchmark, fn, group, nbytes):
-    def step():
-        fn()
-        sync()
-
-    benchmark.group = group
-    benchmark(step)
-    if benchmark.stats is not None:
-        benchmark.extra_info["GB/s"] = round(nbytes / benchmark.stats["mean"] / 1e9, 2)
+    mean = run_benchmark(benchmark, fn, group)
+    if mean is not None:
+        benchmark.extra_info["GB/s"] = round(nbytes / mean / 1e9, 2)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])

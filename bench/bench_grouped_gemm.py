@@ -8,7 +8,7 @@ TFLOP/s is stored per benchmark in the JSON report:
 
 import pytest
 import torch
-from timing import DEVICE, sync
+from timing import DEVICE, run_benchmark
 
 from yilightning.ops import grouped_gemm, grouped_gemm_fp8, quantize_fp8
 
@@ -47,15 +47,10 @@ def test_grouped_gemm(benchmark, impl, case, dtype):
 
 
 def _measure(benchmark, fn, group, rows, E, K, N):
-    """Times ``fn`` (synchronised) in ``group`` and stores its TFLOP/s in the JSON report."""
-    def step():
-        fn()
-        sync()
-
-    benchmark.group = group
-    benchmark(step)
-    if benchmark.stats is not None:
-        benchmark.extra_info["TFLOP/s"] = round(2 * rows * E * K * N / benchmark.stats["mean"] / 1e12, 3)
+    """Times ``fn`` in ``group`` and stores its TFLOP/s in the JSON report."""
+    mean = run_benchmark(benchmark, fn, group)
+    if mean is not None:
+        benchmark.extra_info["TFLOP/s"] = round(2 * rows * E * K * N / mean / 1e12, 3)
 
 
 FP8_IMPLS = ["yilightning", "torch._scaled_grouped_mm"] if DEVICE == "cuda" else ["yilightning"]

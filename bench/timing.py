@@ -18,6 +18,18 @@ def sync(device: str = DEVICE) -> None:
         torch.cuda.synchronize()
 
 
+def run_benchmark(benchmark, fn: Callable[[], object], group: str) -> float | None:  # noqa: ANN001
+    """Times ``fn`` (synchronised after each call) with pytest-benchmark's fixture in ``group``;
+    returns the mean seconds, or None when timing is off (``--benchmark-disable``)."""
+    def step() -> None:
+        fn()
+        sync()
+
+    benchmark.group = group
+    benchmark(step)
+    return None if benchmark.stats is None else benchmark.stats["mean"]
+
+
 def timed(fn: Callable[[], object], device: str, reps: int) -> float:
     """Seconds per call of ``fn`` after one warm-up call: the mean over ``reps`` calls timed with
     CUDA events on a GPU; on a CPU the median of ``reps`` separately timed calls, so one call
