@@ -137,11 +137,11 @@ class MoE(nn.Module):
         else:  # inference (e.g. generation): the balancing losses are not needed; skip their cost
             st = ep = pep = logits.new_zeros((), dtype=torch.float32)
         inference = not torch.is_grad_enabled()
-        if inference and self._fp8 is not None and (fp8 := self._current("_fp8", self.quantize_fp8)):
+        if inference and (fp8 := self._current("_fp8", self.quantize_fp8)):
             x_sorted, group_sizes, row_map = permute(x2, indices, self.num_experts)
             out = unpermute(expert_ffn_fp8(x_sorted, *fp8, group_sizes), row_map, weights)
         else:
-            tiles = self._current("_tiles", self.pack_for_inference) if inference and self._tiles is not None else None
+            tiles = self._current("_tiles", self.pack_for_inference) if inference else None
             out, group_sizes = moe_ffn(x2, indices, weights, self.w_gate_up, self.w_down, recompute=self.recompute,
                                        tiles=tiles)
         if self.shared_gate_up is not None:
@@ -220,11 +220,12 @@ class MoE(nn.Module):
 
     def _current(self, name: str, remake: Callable[[], bool]) -> tuple | None:
         """The derived copies in attribute ``name`` (``_tiles``, ``_fp8``), made again by
-        ``remake`` if the weights changed since; None if ``remake`` drops them (packed tiles,
-        once the weights have left the CPU)."""
-        if getattr(self, name)[2] != weights_stamp(self.w_gate_up, self.w_down):
-            remake()
+        ``remake`` if the weights changed since; None if the option is off, or if ``remake``
+        drops them (packed tiles, once the weights have left the CPU)."""
         current = getattr(self, name)
+        if current is not None and current[2] != weights_stamp(self.w_gate_up, self.w_down):
+            remake()
+            current = getattr(self, name)
         return None if current is None else current[:2]
 
     @classmethod
