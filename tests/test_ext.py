@@ -89,6 +89,10 @@ def test_no_grad_short_path_only_for_plain_tensors_on_one_device():
     assert not _ext._plain((x, w.detach().as_subclass(_Tagged)))  # or later
     assert not _ext._plain((x.to("meta"), w))  # a device without a kernel key here
     assert not _ext._plain((x, w.detach().to("meta")))  # mixed devices
+    # with grad mode on, only while no argument requires grad
+    assert not _ext._plain((x, w, None, 1.0), grad=True)
+    assert _ext._plain((x, w.detach(), None, 1.0), grad=True)
+    assert not _ext._plain((x.requires_grad_(), w.detach()), grad=True)
 
 
 @pytest.mark.skipif(_ext.module is None, reason="extension not loaded")
@@ -98,3 +102,20 @@ def test_no_grad_calls_give_the_same_results_on_either_path():
         short = yilightning.ops.linear(x, w)  # redispatched straight to the CPU kernel
         full = torch.ops.yilightning.linear(x, w, None)
     torch.testing.assert_close(short, full, rtol=0, atol=0)
+
+
+@pytest.mark.skipif(_ext.module is None, reason="extension not loaded")
+def test_grad_mode_calls_without_grad_inputs_take_the_short_path_and_record_nothing(monkeypatch):
+    x, w = torch.randn(9, 40), torch.nn.Parameter(torch.randn(33, 40))
+    full = torch.ops.yilightning.linear(x, w.detach(), None)
+    packet_calls = []  # the full path calls the packet (overload resolution, then the autograd rule)
+    packet = type(torch.ops.yilightning.linear)
+    monkeypatch.setattr(packet, "__call__", lambda self, *a, _call=packet.__call__: packet_calls.append(self)
+                        or _call(self, *a))
+    frozen = yilightning.ops.linear(x, w.detach())  # grad mode on, nothing requires grad
+    assert packet_calls == [] and not frozen.requires_grad and frozen.grad_fn is None
+    torch.testing.assert_close(frozen, full, rtol=0, atol=0)
+    trained = yilightning.ops.linear(x, w)  # w requires grad: the full path, with the autograd rule
+    assert len(packet_calls) == 1 and trained.grad_fn is not None
+    trained.sum().backward()
+    torch.testing.assert_close(w.grad, torch.ones(9, 33).T @ x)
