@@ -1,17 +1,55 @@
 #!/usr/bin/env bash
-# The GPU check, for a machine with an NVIDIA GPU (the device tool's H200): build the CUDA
-# kernels for it, run the CUDA tests, then the GPU benchmarks. Meant to finish in < 8 minutes.
-#   bash bench/gpu_check.sh            (TORCH_CUDA_ARCH_LIST defaults to 9.0a here)
+# The GPU check, for the device tool's H100/H200 machines: build the CUDA kernels there, run the
+# CUDA tests, then the GPU benchmarks. Meant to finish in < 8 minutes.
+#
+# Those machines reach no package registry: they run the Python and torch installed there
+# (python3, torch 2.11 + CUDA 13.0 when last seen, with transformers, pytest, pytest-benchmark,
+# cmake and ninja), and the CUTLASS headers travel as the nvidia-cutlass wheel in .whl/. So:
+#   bash bench/gpu_check.sh --prepare     # here, once: the wheel into .whl/ (git-ignored)
+#   then the device tool's run: command "bash bench/gpu_check.sh", carry [".whl"], timeout 540
+# The extension is built in place (setup.py build_ext --inplace, sm_90a only: TORCH_CUDA_ARCH_LIST)
+# and imported from the checkout; nothing is installed into the machine's Python.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export YL_CUDA=1 TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0a}"
+CUTLASS_WHEEL="nvidia_cutlass-$(sed -n 's/^nvidia-cutlass==//p' constraints.txt)-py3-none-any.whl"
+
+if [[ "${1:-}" == "--prepare" ]]; then
+  grep -qxF '/.whl/' .git/info/exclude || echo '/.whl/' >> .git/info/exclude
+  python3 -m pip download -q --no-deps --only-binary=:all: -d .whl "nvidia-cutlass==$(sed -n 's/^nvidia-cutlass==//p' constraints.txt)"
+  ls -l ".whl/$CUTLASS_WHEEL"
+  exit 0
+fi
+
+PY="${PYTHON:-python3}"
+if [[ ! -f ".whl/$CUTLASS_WHEEL" ]]; then
+  echo "gpu_check.sh: .whl/$CUTLASS_WHEEL is missing: run 'bash bench/gpu_check.sh --prepare' here and carry .whl" >&2
+  exit 2
+fi
+export YL_CUDA=1 TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0a}" PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" CUTLASS_DIR=/tmp/yl-cutlass/cutlass_library/source
+[[ -n "${OUT:-}" ]] && exec > >(tee "$OUT/gpu_check.log") 2>&1  # the whole log comes back from $OUT
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-time make setup
-.venv/bin/yilightning doctor
-.venv/bin/yilightning quickstart            # self-check on CPU and GPU
-.venv/bin/python -m pytest tests -m cuda -q -rs
-.venv/bin/python -m pytest bench --benchmark-only -q --benchmark-columns=mean,stddev,rounds \
-  --benchmark-sort=name --benchmark-json=gpu_bench.json
-.venv/bin/python bench/gpu_targets.py       # the MoE kernels' GPU targets, CUDA-event timed
-.venv/bin/python bench/bench_moe.py         # the MoE layer side by side with its peers
-.venv/bin/python bench/bench_attention.py --seq 8192   # attention beside SDPA
+"$PY" -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__, 'CUDA', torch.version.cuda)"
+"$PY" -m zipfile -e ".whl/$CUTLASS_WHEEL" /tmp/yl-cutlass
+time "$PY" setup.py -q build_ext --inplace
+
+# After the build, a failing step is reported and the next one still runs: one run of this
+# script is most of a session's device time.
+failed=()
+step() {
+  echo "=== $*"
+  "$@" || failed+=("$*")
+}
+step "$PY" -m yilightning.cli doctor
+step "$PY" bench/gpu_targets.py                  # the MoE kernels' GPU targets, CUDA-event timed
+step "$PY" -m pytest tests -m cuda -q -rs -p no:cacheprovider
+step "$PY" bench/bench_moe.py                    # the MoE layer side by side with its peers
+step "$PY" bench/bench_attention.py --seq 8192   # attention beside SDPA
+step "$PY" -m yilightning.cli quickstart         # the main job's self-check, on CPU and GPU
+step "$PY" -m pytest bench --benchmark-only -q --benchmark-columns=mean,stddev,rounds --benchmark-sort=name \
+  -p no:cacheprovider
+if ((${#failed[@]})); then
+  printf 'FAILED: %s\n' "${failed[@]}"
+  exit 1
+fi
+echo "gpu_check.sh: every step passed"
