@@ -2,35 +2,39 @@
 # The GPU check, for the device tool's H100/H200 machines: build the CUDA kernels there, run the
 # CUDA tests, then the GPU benchmarks. Meant to finish in < 8 minutes.
 #
-# Those machines reach no package registry: they run the Python and torch installed there
-# (python3, torch 2.11 + CUDA 13.0 when last seen, with transformers, pytest, pytest-benchmark,
-# cmake and ninja), and the CUTLASS headers travel as the nvidia-cutlass wheel in .whl/. So:
-#   bash bench/gpu_check.sh --prepare     # here, once: the wheel into .whl/ (git-ignored)
+# Those machines reach no package registry, so it builds against the Python and torch installed
+# (PYTHON; default .venv/bin/python where `make setup` made one, else python3: on the device,
+# torch 2.11 + CUDA 13.0 when last seen, with transformers, pytest, pytest-benchmark, cmake and
+# ninja). Two wheels travel in .whl/ (git-ignored), installed into /tmp/yl-site, first on
+# PYTHONPATH: nvidia-cutlass (the CUTLASS headers) and setuptools (pyproject.toml's license
+# string needs setuptools >= 77; an older one refuses to build). So:
+#   bash bench/gpu_check.sh --prepare     # here, once: the wheels into .whl/
 #   then the device tool's run: command "bash bench/gpu_check.sh", carry [".whl"], timeout 540
-# The extension is built in place (setup.py build_ext --inplace, sm_90a only: TORCH_CUDA_ARCH_LIST)
-# and imported from the checkout; nothing is installed into the machine's Python.
+# The extension is built in place (setup.py build_ext --inplace; sm_90a only unless
+# TORCH_CUDA_ARCH_LIST says otherwise) and imported from the checkout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CUTLASS_WHEEL="nvidia_cutlass-$(sed -n 's/^nvidia-cutlass==//p' constraints.txt)-py3-none-any.whl"
+CUTLASS="nvidia-cutlass==$(sed -n 's/^nvidia-cutlass==//p' constraints.txt)"
 
 if [[ "${1:-}" == "--prepare" ]]; then
   grep -qxF '/.whl/' .git/info/exclude || echo '/.whl/' >> .git/info/exclude
-  python3 -m pip download -q --no-deps --only-binary=:all: -d .whl "nvidia-cutlass==$(sed -n 's/^nvidia-cutlass==//p' constraints.txt)"
-  ls -l ".whl/$CUTLASS_WHEEL"
+  python3 -m pip download -q --no-deps --only-binary=:all: -d .whl "$CUTLASS" "setuptools>=77"
+  ls -l .whl
   exit 0
 fi
 
-PY="${PYTHON:-python3}"
-if [[ ! -f ".whl/$CUTLASS_WHEEL" ]]; then
-  echo "gpu_check.sh: .whl/$CUTLASS_WHEEL is missing: run 'bash bench/gpu_check.sh --prepare' here and carry .whl" >&2
+PY="${PYTHON:-python3}"  # the machine's own; where `make setup` made .venv, that one
+[[ -z "${PYTHON:-}" && -x .venv/bin/python ]] && PY=.venv/bin/python
+if ! ls .whl/nvidia_cutlass-*.whl .whl/setuptools-*.whl > /dev/null 2>&1; then
+  echo "gpu_check.sh: the wheels are missing from .whl/: run 'bash bench/gpu_check.sh --prepare' here and carry .whl" >&2
   exit 2
 fi
 export YL_CUDA=1 TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0a}" PYTHONUNBUFFERED=1
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" CUTLASS_DIR=/tmp/yl-cutlass/cutlass_library/source
+export PYTHONPATH="/tmp/yl-site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 [[ -n "${OUT:-}" ]] && exec > >(tee "$OUT/gpu_check.log") 2>&1  # the whole log comes back from $OUT
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
 "$PY" -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__, 'CUDA', torch.version.cuda)"
-"$PY" -m zipfile -e ".whl/$CUTLASS_WHEEL" /tmp/yl-cutlass
+"$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/yl-site .whl/*.whl
 time "$PY" setup.py -q build_ext --inplace
 
 # After the build, a failing step is reported and the next one still runs: one run of this

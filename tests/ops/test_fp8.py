@@ -294,15 +294,14 @@ def test_hopper_kernel_opcheck_and_compile():
 
 @needs_ext
 def test_expert_ffn_fp8_compiles_fullgraph():
-    import torch._inductor.config as inductor_config
-
     torch._dynamo.reset()
     x, gs = torch.randn(50, 256), torch.tensor([20, 0, 30])
     w_gate_up = quantize_fp8(torch.randn(3, 256, 256), (128, 128))
     w_down = quantize_fp8(torch.randn(3, 256, 128), (128, 128))
-    # inductor keeps fp32 where eager rounds the bf16 product; emulating the casts makes it exact
-    # (config.patch, not monkeypatch: undoing the latter deletes the setting for later tests)
-    with inductor_config.patch(emulate_precision_casts=True):
-        compiled = torch.compile(expert_ffn_fp8, fullgraph=True)
-        assert torch.equal(compiled(x, w_gate_up, w_down, gs), expert_ffn_fp8(x, w_gate_up, w_down, gs))
+    compiled = torch.compile(expert_ffn_fp8, fullgraph=True)(x, w_gate_up, w_down, gs)
+    eager = expert_ffn_fp8(x, w_gate_up, w_down, gs)
+    # Not bit for bit: inductor may keep in fp32 a product that eager rounds to bf16 (torch 2.11
+    # does even with emulate_precision_casts), so the two differ by about that rounding.
+    assert compiled.dtype == eager.dtype and compiled.shape == eager.shape
+    assert (compiled - eager).norm() <= 2**-8 * eager.norm()
     torch._dynamo.reset()
