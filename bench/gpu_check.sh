@@ -46,7 +46,11 @@ step() {
 }
 step "$PY" -m yilightning.cli doctor
 step "$PY" bench/gpu_targets.py                  # the MoE kernels' GPU targets, CUDA-event timed
-step "$PY" -m pytest tests -m cuda -q -rs -p no:cacheprovider
+# ~970 CUDA tests, ten of them torch.compile ones: in 8 processes where pytest-xdist is installed
+# (it is on the device machines; not a dependency of the project)
+xdist=()
+"$PY" -c "import xdist" 2> /dev/null && xdist=(-n 8)
+step "$PY" -m pytest tests -m cuda -q -rs -p no:cacheprovider "${xdist[@]}"
 step "$PY" bench/bench_moe.py                    # the MoE layer side by side with its peers
 step "$PY" bench/bench_attention.py --seq 8192   # attention beside SDPA
 step "$PY" -m yilightning.cli quickstart         # the main job's self-check, on CPU and GPU
