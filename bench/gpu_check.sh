@@ -33,7 +33,10 @@ export YL_CUDA=1 TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0a}" PYTHONUNBU
 export PYTHONPATH="/tmp/yl-site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 [[ -n "${OUT:-}" ]] && exec > >(tee "$OUT/gpu_check.log") 2>&1  # the whole log comes back from $OUT
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-"$PY" -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__, 'CUDA', torch.version.cuda)"
+"$PY" -c "import os, sys, sysconfig, torch; h = os.path.join(sysconfig.get_paths()['include'], 'Python.h')
+print('python', sys.version.split()[0], 'torch', torch.__version__, 'CUDA', torch.version.cuda,
+      'Python.h', h if os.path.exists(h) else 'MISSING (the build needs the Python headers)')"
+{ command -v nvcc && nvcc --version | tail -1; } || echo "nvcc not on PATH (setup.py also looks in CUDA_HOME and /usr/local/cuda)"
 "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/yl-site .whl/*.whl
 time "$PY" setup.py -q build_ext --inplace
 
