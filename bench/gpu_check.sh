@@ -49,11 +49,13 @@ step() {
 }
 step "$PY" -m yilightning.cli doctor
 step "$PY" bench/gpu_targets.py                  # the MoE kernels' GPU targets, CUDA-event timed
-# ~970 CUDA tests, ten of them torch.compile ones: in 8 processes where pytest-xdist is installed
-# (it is on the device machines; not a dependency of the project)
-xdist=()
-"$PY" -c "import xdist" 2> /dev/null && xdist=(-n 8)
-step "$PY" -m pytest tests -m cuda -q -rs -p no:cacheprovider "${xdist[@]}"
+# ~970 CUDA tests, ten of them torch.compile ones: in 8 processes where pytest-xdist is installed,
+# each test stopped after 120 s where pytest-timeout is (the device machines have both; neither is
+# a dependency of the project), so one hung kernel costs one test, not the lease
+extra=()
+"$PY" -c "import xdist" 2> /dev/null && extra+=(-n 8)
+"$PY" -c "import pytest_timeout" 2> /dev/null && extra+=(--timeout 120)
+step "$PY" -m pytest tests -m cuda -q -rs -p no:cacheprovider "${extra[@]}"
 step "$PY" bench/bench_moe.py                    # the MoE layer side by side with its peers
 step "$PY" bench/bench_attention.py --seq 8192   # attention beside SDPA
 step "$PY" -m yilightning.cli quickstart         # the main job's self-check, on CPU and GPU

@@ -242,7 +242,9 @@ at::Tensor tile_table(const std::vector<int64_t>& cu, int64_t block, const at::D
   std::vector<int64_t> flat;
   flat.reserve(tasks.size() * 3);
   for (const Task& t : tasks) flat.insert(flat.end(), {t.s0, t.s1, t.r0});
-  return at::tensor(flat, at::TensorOptions().dtype(at::kLong)).to(device);
+  // at::tensor makes it 1-D: shaped [tiles, 3] here, since the launches take size(0) as the tile count
+  const auto n = static_cast<int64_t>(tasks.size());
+  return at::tensor(flat, at::TensorOptions().dtype(at::kLong)).view({n, 3}).to(device);
 }
 
 // Calls f(std::integral_constant<int, DM>) with the smallest supported padded head dim >= D.
