@@ -51,10 +51,11 @@ step "$PY" -m yilightning.cli doctor
 step "$PY" bench/gpu_targets.py                  # the MoE kernels' GPU targets, CUDA-event timed
 # ~970 CUDA tests, ten of them torch.compile ones: in 8 processes where pytest-xdist is installed,
 # each test stopped after 120 s where pytest-timeout is (the device machines have both; neither is
-# a dependency of the project), so one hung kernel costs one test, not the lease
+# a dependency of the project), so one hung kernel costs one test, not the lease: the thread
+# method, since a thread stuck in a CUDA sync never returns to Python for a signal handler
 extra=()
 "$PY" -c "import xdist" 2> /dev/null && extra+=(-n 8)
-"$PY" -c "import pytest_timeout" 2> /dev/null && extra+=(--timeout 120)
+"$PY" -c "import pytest_timeout" 2> /dev/null && extra+=(--timeout 120 --timeout-method thread)
 step "$PY" -m pytest tests -m cuda -q -rs -p no:cacheprovider "${extra[@]}"
 step "$PY" bench/bench_moe.py                    # the MoE layer side by side with its peers
 step "$PY" bench/bench_attention.py --seq 8192   # attention beside SDPA

@@ -16,6 +16,15 @@ def device(request) -> torch.device:
     return torch.device(request.param)
 
 
+@pytest.fixture(autouse=True)
+def _cuda_errors_stay_with_their_test(request):
+    """Kernels run asynchronously: without a sync, a CUDA test's fault would surface in a later
+    test (the error is sticky, so every later CUDA test of the process fails too)."""
+    yield
+    if "cuda" in request.keywords and torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 # bf16 CPU kernels multiply in bf16 where the CPU has bf16 units (AVX512-BF16) and convert to
 # fp32 elsewhere; a test parametrized with this name runs bf16 with the conversion forced
 # (YL_CPU_BF16=0), so both paths are tested on any machine.

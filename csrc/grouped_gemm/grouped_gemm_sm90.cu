@@ -4,6 +4,7 @@
 // the host never reads the group sizes; the kernel builds each group's TMA descriptors itself.
 // Compiled for sm_90a only (its own CMake object library).
 #include <ATen/ATen.h>
+#include <c10/cuda/CUDAException.h>
 
 #include <cute/tensor.hpp>
 #include <cutlass/cutlass.h>
@@ -114,13 +115,18 @@ void launch(typename Gemm::Arguments args, const at::Tensor& like, const char* o
   args.epilogue.thread.alpha = 1.f;
   args.epilogue.thread.beta = 0.f;
   Gemm gemm;
-  TORCH_CHECK(gemm.can_implement(args) == cutlass::Status::kSuccess, op, ": the sm90 kernel cannot run these "
-              "shapes (K=", d.K, ", N=", d.N, ")");
+  // CUTLASS's own reason in each error: what the first GPU run needs to see
+  cutlass::Status status = gemm.can_implement(args);
+  TORCH_CHECK(status == cutlass::Status::kSuccess, op, ": the sm90 kernel cannot run these shapes (K=", d.K,
+              ", N=", d.N, "): ", cutlass::cutlassGetStatusString(status));
   at::Tensor workspace = at::empty({static_cast<int64_t>(Gemm::get_workspace_size(args)) + 1},
                                    like.options().dtype(at::kByte));
-  TORCH_CHECK(gemm.initialize(args, workspace.mutable_data_ptr(), stream) == cutlass::Status::kSuccess, op,
-              ": sm90 initialisation failed");
-  TORCH_CHECK(gemm.run(stream) == cutlass::Status::kSuccess, op, ": sm90 launch failed");
+  status = gemm.initialize(args, workspace.mutable_data_ptr(), stream);
+  TORCH_CHECK(status == cutlass::Status::kSuccess, op, ": sm90 initialisation failed: ",
+              cutlass::cutlassGetStatusString(status));
+  status = gemm.run(stream);
+  TORCH_CHECK(status == cutlass::Status::kSuccess, op, ": sm90 launch failed: ",
+              cutlass::cutlassGetStatusString(status), " (", cudaGetErrorString(cudaGetLastError()), ")");
 }
 
 cutlass::KernelHardwareInfo hardware(const at::Tensor& t) {
@@ -141,7 +147,7 @@ void run_sm90(const at::Tensor& a, const at::Tensor& b, at::Tensor& c, const at:
   setup_sm90<Cfg, Element><<<(E + 127) / 128, 128, 0, stream>>>(
       offs.const_data_ptr<int64_t>(), E, d.K, d.N, reinterpret_cast<const Element*>(a.const_data_ptr()),
       reinterpret_cast<const Element*>(b.const_data_ptr()), reinterpret_cast<Element*>(c.mutable_data_ptr()), arr);
-  TORCH_CHECK(cudaGetLastError() == cudaSuccess, "grouped_gemm: sm90 setup launch failed");
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
 
   launch<Gemm>({cutlass::gemm::GemmUniversalMode::kGrouped,
                 {static_cast<int>(E), arr.problems, nullptr},
@@ -273,7 +279,7 @@ at::Tensor forward_fp8_sm90(const at::Tensor& a, const at::Tensor& a_scale, cons
     const int blocks = static_cast<int>(std::min<int64_t>((n_scales + 255) / 256, 4096));
     regroup_a_scales<<<blocks, 256, 0, stream>>>(a_scale.const_data_ptr<float>(), offs.const_data_ptr<int64_t>(), E,
                                                  d.M, KB, sfa_t.mutable_data_ptr<float>());
-    TORCH_CHECK(cudaGetLastError() == cudaSuccess, "grouped_gemm_fp8: scale regrouping launch failed");
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   at::Tensor buf;
   const auto arr = carve_arrays<Fp8Arrays>(a, E, buf);
@@ -283,7 +289,7 @@ at::Tensor forward_fp8_sm90(const at::Tensor& a, const at::Tensor& a_scale, cons
       reinterpret_cast<const Sm90Fp8::ElementAB*>(b.const_data_ptr()),
       reinterpret_cast<Sm90Fp8::ElementD*>(c.mutable_data_ptr()), sfa_t.const_data_ptr<float>(),
       sfb_t.const_data_ptr<float>(), arr);
-  TORCH_CHECK(cudaGetLastError() == cudaSuccess, "grouped_gemm_fp8: setup launch failed");
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
 
   launch<Gemm>({cutlass::gemm::GemmUniversalMode::kGrouped,
                 {static_cast<int>(E), arr.problems, nullptr},

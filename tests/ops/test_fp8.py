@@ -176,9 +176,12 @@ def operands(sizes, K, N, device, seed=0):
     return x, w, xq, xs, wq, ws, torch.tensor(sizes, dtype=torch.int64, device=device)
 
 
-def exact_product(xq, xs, wq, ws, sizes):
-    """The product of the dequantized operands in float64, one expert at a time."""
+def exact_product(xq, xs, wq, ws, sizes, absolute=False):
+    """The product of the dequantized operands in float64, one expert at a time (of their
+    absolute values with ``absolute``: the scale of an accumulation's rounding error)."""
     a, b = dequantize_fp8(xq, xs).cpu().double(), dequantize_fp8(wq, ws, (128, 128)).cpu().double()
+    if absolute:
+        a, b = a.abs(), b.abs()
     out, start = [], 0
     for e, m in enumerate(sizes):
         out.append(a[start:start + m] @ b[e].t())
@@ -207,8 +210,14 @@ def test_grouped_gemm_fp8_matches_exact_product(device, sizes, K, N, out_dtype):
     ref = exact_product(xq, xs, wq, ws, sizes)
     if out_dtype == torch.float32:
         torch.testing.assert_close(out.cpu().double(), ref, rtol=1e-5, atol=1e-5)
-    else:  # bf16 rounding of the result (2^-9 relative), plus fp32 accumulation order
-        assert ((out.cpu().double() - ref).abs() <= ref.abs() * 2.0 ** -8 + 1e-4).all()
+    else:
+        # bf16 rounding of the result (2^-9 relative), plus the accumulation: on Hopper the FP8
+        # tensor cores sum each 128-deep block with ~13 mantissa bits before CUTLASS promotes it
+        # to fp32, an error relative to the products' magnitudes, not the result's (which can
+        # cancel). A wrong scale, row or group boundary errs by O(0.1-1), far outside this.
+        err = (out.cpu().double() - ref).abs()
+        assert (err <= ref.abs() * 2.0 ** -8 + exact_product(xq, xs, wq, ws, sizes, absolute=True) * 2.0 ** -10).all()
+        assert err.norm() <= 2.0 ** -8 * ref.norm()
 
 
 def test_fp8_product_is_close_to_the_unquantized_one(device):
