@@ -5,14 +5,18 @@
 // upper bound known on the host without a sync, ceil(M / BM) + E row tiles; surplus blocks exit.
 //   * bf16/fp16 with K and N multiples of 8 (16-byte aligned rows), tensor cores:
 //     on Hopper the CUTLASS 3.x TMA/WGMMA pointer-array kernel (grouped_gemm_sm90.cu), elsewhere
-//     a CUTLASS 2.x grouped GEMM (sm_80 code). Both read problem sizes and pointers from device
-//     memory; empty groups are zero-tile problems, never launched work.
+//     a CUTLASS 2.x grouped GEMM (sm_80 code; on Hopper too with YL_CUDA_SM90=0). Both read
+//     problem sizes and pointers from device memory; empty groups are zero-tile problems, never
+//     launched work.
 //   * everything else (fp32, odd sizes, the K-grouped weight gradient): our tiled
 //     shared-memory kernel with fp32 accumulation.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
+
+#include <cstdlib>
+#include <cstring>
 
 #include "grouped_gemm/grouped_gemm.h"
 
@@ -249,6 +253,13 @@ bool is_hopper(int device) {
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
   return major == 9;
 }
+
+// The Hopper kernel for the bf16/fp16 product, unless YL_CUDA_SM90=0 (read on every call, so the
+// tests also run the A100's sm80 kernel on a Hopper GPU).
+bool use_sm90(int device) {
+  const char* env = std::getenv("YL_CUDA_SM90");
+  return (env == nullptr || std::strcmp(env, "0") != 0) && is_hopper(device);
+}
 #endif
 
 at::Tensor grouped_gemm_cuda(const at::Tensor& a_in, const at::Tensor& b_in, const at::Tensor& group_sizes,
@@ -268,7 +279,7 @@ at::Tensor grouped_gemm_cuda(const at::Tensor& a_in, const at::Tensor& b_in, con
                             aligned16(c.const_data_ptr());
   if (tensor_cores) {
 #ifdef YL_HAVE_SM90
-    if (is_hopper(a.device().index())) {
+    if (use_sm90(a.device().index())) {
       forward_sm90(a, b, c, offs, d, trans_b, stream);
       return c;
     }
