@@ -72,12 +72,12 @@ def call(op, *args):  # noqa: ANN001, ANN201 (an OpOverloadPacket and its argume
     the call goes straight to the op's CPU or CUDA kernel (``OpOverload.redispatch``), skipping
     the dispatcher's Python layers (the packet's overload resolution, the autograd rule that
     would only redispatch): ~3 us a call instead of ~11, measured on the CPU, where a small
-    model's decoding step makes ~120 op calls; with grad mode on, ``route`` of one token went 24 -> 14-18 us. The short
-    path is taken only when every tensor argument is a plain tensor or parameter (no subclass,
-    e.g. a fake tensor) on one CPU or CUDA device, with no Python dispatch mode, functorch
-    transform or JIT trace active; callers cast for autocast themselves (ops/_autocast.py), so
-    skipping the autocast key changes nothing. Only for ops that do not modify their inputs and
-    return no views of them."""
+    model's decoding step makes ~120 op calls; with grad mode on, ``route`` of one token went
+    from 24 to 14-18 us. The short path is taken only when every tensor argument is a plain
+    tensor or parameter (no subclass, e.g. a fake tensor) on one CPU or CUDA device, with no
+    Python dispatch mode, functorch transform or JIT trace active; callers cast for autocast
+    themselves (ops/_autocast.py), so skipping the autocast key changes nothing. Only for ops
+    that do not modify their inputs and return no views of them."""
     if torch.compiler.is_compiling():
         return op(*args)
     grad = torch.is_grad_enabled()
