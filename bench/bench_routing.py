@@ -7,7 +7,7 @@ DeepSeek-V3-style grouped sigmoid router (256 experts, 8 groups, top-4 groups, t
 
 import pytest
 import torch
-from timing import DEVICE, sync
+from timing import DEVICE, run_benchmark
 
 from yilightning.ops import route
 
@@ -37,10 +37,4 @@ def test_route(benchmark, impl, case):
     T, E, k, kw = CASES[case]
     logits = torch.randn(T, E, device=DEVICE)
     fn = route if impl == "yilightning" else eager
-
-    def step():
-        fn(logits, k, **kw)
-        sync()
-
-    benchmark.group = f"route {case}"
-    benchmark(step)
+    run_benchmark(benchmark, lambda: fn(logits, k, **kw), f"route {case}")

@@ -10,7 +10,7 @@ The op is memory-bound: compare GB/s (bytes moved / time) against the machine's 
 import pytest
 import torch
 import torch.nn.functional as F
-from timing import DEVICE, sync
+from timing import DEVICE, run_benchmark
 
 from yilightning.ops import swiglu
 
@@ -38,13 +38,11 @@ def test_swiglu(benchmark, impl, case, dtype, mode):
         if mode == "fwd+bwd":
             y.backward(grad)
             x.grad = None
-        sync()
 
-    benchmark.group = f"swiglu {mode} {case} {dtype}"
-    benchmark(step)
-    if benchmark.stats is None:  # --benchmark-disable: ran once as a smoke test
+    mean = run_benchmark(benchmark, step, f"swiglu {mode} {case} {dtype}")
+    if mean is None:  # --benchmark-disable: ran once as a smoke test
         return
     # bytes that must move: read x, write y (+ read grad, read x, write dx in backward)
     elem = x.element_size()
     moved = 3 * rows * inter * elem + (5 * rows * inter * elem if mode == "fwd+bwd" else 0)
-    benchmark.extra_info["GB/s"] = round(moved / benchmark.stats["mean"] / 1e9, 2)
+    benchmark.extra_info["GB/s"] = round(moved / mean / 1e9, 2)

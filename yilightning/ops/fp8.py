@@ -100,9 +100,9 @@ def quantize_fp8_reference(x: torch.Tensor, block: tuple[int, int] = (1, BLOCK))
     amax = tiles.abs().amax(dim=(-3, -1))  # [..., RB, CB]
     if not x.is_cuda and not torch.isfinite(amax).all():  # on a GPU this check would cost a sync
         raise ValueError("quantize_fp8: x has inf or NaN values; FP8 scales need finite inputs")
-    # NaN stays NaN through the clamp; the floor keeps tiny blocks' scales normal numbers
-    # a tensor divisor: CUDA computes a division by a Python number as a * (1 / b), one ulp off
-    # the kernels' a / b in about half the blocks
+    # NaN stays NaN through the clamp; the floor keeps tiny blocks' scales normal numbers. The
+    # divisor is a tensor: CUDA computes a division by a Python number as a * (1 / b), one ulp
+    # off the kernels' a / b in about half the blocks.
     scale = torch.where(amax == 0, torch.ones_like(amax),
                         (amax / torch.full_like(amax, FP8_MAX)).clamp_min(SCALE_MIN))
     q = (tiles / scale[..., :, None, :, None]).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE)
